@@ -1,0 +1,43 @@
+# genbook: every target sets itself up (virtualenv with pinned packages, data) on a fresh machine.
+#   make test    unit tests + every written chapter executed through nbval (fast profile)
+#   make book    the online book in _build/html (reuses what `make test` executed)
+#   make lab     JupyterLab, chapters open as notebooks
+#   make bench   run each written chapter and print wall time, budget, metrics, baselines
+# GENBOOK_PROFILE=full selects the GPU-sized settings for any of them.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Two kernels side by side, one thread each: faster than one after the other on 2 cores.
+WORKERS ?= 2
+
+.PHONY: test book lab bench data lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m genbook.prepare
+
+test: data
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --chapter-cache
+
+book: data
+	$(PY) -m genbook.book.build
+
+lab: data
+	$(PY) -m genbook.book.lab
+
+bench: data
+	$(PY) -m genbook.bench
+
+# Re-pin constraints.txt to what the virtualenv holds (after deliberately upgrading a package).
+lock: $(STAMP)
+	$(PY) -m genbook.book.lock > constraints.txt
+
+clean:
+	rm -rf _build

@@ -1,0 +1,92 @@
+"""``make bench``: run each written chapter afresh and print what it costs and achieves.
+
+    python -m genbook.bench [--repeat N] [--chapters 00_preface 05_ddpm] [--no-selfcheck]
+
+Each chapter is executed in a new kernel (two CPU threads on a 2-core machine),
+``--repeat`` times, retraining its models (shared evaluators stay cached); the
+table shows the median wall time against the chapter's budget in book.toml, and
+the metrics and baselines the chapter reported with
+``genbook.report``. The evaluation self-check (``genbook.metrics.selfcheck``),
+when present, is run first and shown as its own row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from .book.execution import read_chapter
+from .book.manifest import load_manifest
+from .profiles import profile_name
+from .report import results_dir
+
+
+def run_chapter(path) -> float:
+    """Execute a chapter in a fresh kernel; return its wall time in seconds (raises on a failing cell)."""
+    from nbclient import NotebookClient
+
+    nb = read_chapter(path)
+    os.environ["GENBOOK_RETRAIN"] = path.stem  # time the training too, not a checkpoint load
+    client = NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    return time.perf_counter() - start
+
+
+def fmt(values: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per chapter; the median is shown")
+    parser.add_argument("--chapters", nargs="*", help="slugs to run (default: every written chapter)")
+    parser.add_argument("--no-selfcheck", action="store_true", help="skip the evaluation self-check")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GENBOOK_PROGRESS", "summary")
+    os.environ.pop("MPLBACKEND", None)
+    manifest = load_manifest()
+    chapters = [manifest.chapter(s) for s in args.chapters] if args.chapters else manifest.written()
+    rows, failed = [], False
+
+    if not args.no_selfcheck and importlib.util.find_spec("genbook.metrics.selfcheck"):
+        start = time.perf_counter()
+        code = subprocess.call([sys.executable, "-m", "genbook.metrics.selfcheck"])
+        rows.append(("evaluation", time.perf_counter() - start, None, "evaluation", code != 0))
+        failed |= code != 0
+
+    for chapter in chapters:
+        times, error = [], False
+        for _ in range(args.repeat):
+            try:
+                times.append(run_chapter(chapter.path))
+            except Exception as err:  # a failing cell: report it and go on with the others
+                print(f"{chapter.slug}: FAILED: {type(err).__name__}: {str(err)[-500:]}", file=sys.stderr)
+                error = True
+                break
+        failed |= error
+        rows.append((chapter.slug, statistics.median(times) if times else float("nan"), chapter.budget_s,
+                     chapter.slug, error))
+
+    print(f"\nprofile: {profile_name()}    (wall: median of {args.repeat} run(s), fresh kernel each)\n")
+    header = f"{'chapter':<22} {'wall s':>8} {'budget s':>9}  {'ok':<6} {'metrics':<48} baselines"
+    print(header)
+    print("-" * len(header))
+    for name, wall, budget, slug, error in rows:
+        path = results_dir() / f"{slug}.json"
+        record = json.loads(path.read_text()) if path.exists() and not error else {"metrics": {}, "baselines": {}}
+        status = "FAILED" if error else ("over" if budget and wall > budget else "ok")
+        budget_text = f"{budget:.0f}" if budget else "-"
+        print(f"{name:<22} {wall:>8.1f} {budget_text:>9}  {status:<6} {fmt(record['metrics']):<48} "
+              f"{fmt(record['baselines'])}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

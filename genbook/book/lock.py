@@ -1,0 +1,32 @@
+"""Print the exact versions installed in this environment as a pip constraints file.
+
+``make lock`` re-pins what CI installs after a deliberate upgrade.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+
+
+def pinned() -> dict[str, str]:
+    """name -> version of every installed distribution except genbook itself and pip's own tools."""
+    skip = {"genbook", "pip", "setuptools", "wheel"}
+    pins = {}
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in skip:
+            pins[name.lower().replace("_", "-")] = dist.version.split("+")[0]
+    return dict(sorted(pins.items()))
+
+
+def main() -> None:
+    print("# Exact versions CI installs: pip install -c constraints.txt -e '.[dev,docs]'.")
+    print("# Regenerate with `make lock` after a deliberate upgrade.")
+    print(f"# Python {sys.version_info.major}.{sys.version_info.minor}.")
+    for name, version in pinned().items():
+        print(f"{name}=={version}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""A thin training loop that owns the plumbing, while the chapter owns the loss.
+
+The chapter writes ``step(batch)``: it computes the loss (the equation of the
+paper, in plain sight) and returns it. ``fit`` does everything around it:
+moving batches to the device, bf16 autocast on CUDA, zero_grad / backward /
+optimizer step, gradient clipping, the EMA update, a progress bar, and logging
+every ``log_every`` steps without a host synchronisation per step.
+
+A step that does its own updates (a GAN's two players) returns a dict of
+detached numbers instead and passes ``optimizer=None``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from .devices import autocast
+from .devices import device as default_device
+from .progress import progress
+
+
+def batches(*tensors: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
+            device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless random minibatches (reshuffled each epoch) from in-memory tensors of equal length.
+
+    Yields tuples ``(t1[idx], t2[idx], ...)`` with ``idx`` of size ``batch_size``, on ``device``.
+    """
+    if not tensors:
+        raise ValueError("batches() needs at least one tensor.")
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"all tensors must have the same length, got {[len(t) for t in tensors]}.")
+    if not 0 < batch_size <= n:
+        raise ValueError(f"batch_size must be in 1..{n} (the dataset size), got {batch_size}.")
+    dev = torch.device(device) if device is not None else default_device()
+    tensors = tuple(t.to(dev) for t in tensors)
+    while True:
+        order = torch.randperm(n, generator=generator).to(dev)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            yield tuple(t[idx] for t in tensors)
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a model's weights (Polyak averaging).
+
+    θ_ema ← decay · θ_ema + (1 − decay) · θ after each step; sample with ``ema.model``.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}.")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+class History(dict):
+    """name -> list of (step, mean value over the last logging window)."""
+
+    def last(self, name: str) -> float:
+        return self[name][-1][1]
+
+
+def fit(
+    step: Callable[..., torch.Tensor | dict],
+    data: Iterator,
+    steps: int,
+    *,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    ema: EMA | None = None,
+    grad_clip: float | None = None,
+    log_every: int = 50,
+    desc: str = "train",
+    amp: bool = True,
+) -> History:
+    """Run ``steps`` training steps of ``step(*batch)``; return the logged history.
+
+    step: returns the loss (a scalar tensor) when ``optimizer`` is given, or a dict
+        of already-detached numbers when it updates the parameters itself.
+    data: an iterator of batches (tuples of tensors), e.g. from :func:`batches`.
+    model: the module being trained (needed for grad_clip and ema).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}.")
+    if (grad_clip or ema) and model is None:
+        raise ValueError("fit(): pass model=... to use grad_clip or ema.")
+    if model is not None:
+        model.train()
+    dev = next(model.parameters()).device if model is not None else default_device()
+    history, window, bar = History(), {}, progress(range(steps), desc=desc)
+    data = iter(data)
+    for i in bar:
+        batch = next(data)
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        with autocast(dev, enabled=amp):
+            out = step(*batch)
+        if optimizer is not None:
+            if not isinstance(out, torch.Tensor) or out.dim() != 0:
+                raise TypeError("with an optimizer, step() must return the scalar loss tensor.")
+            optimizer.zero_grad(set_to_none=True)
+            out.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            out = {"loss": out.detach()}
+        elif not isinstance(out, dict):
+            raise TypeError("without an optimizer, step() must return a dict of numbers (it updates itself).")
+        if ema is not None:
+            ema.update(model)
+        for name, value in out.items():  # accumulate on the device: no sync per step
+            window[name] = window.get(name, 0.0) + (value.detach().float() if torch.is_tensor(value) else value)
+        if (i + 1) % log_every == 0 or i + 1 == steps:
+            count = (i % log_every) + 1
+            for name, total in window.items():
+                history.setdefault(name, []).append((i + 1, float(total) / count))
+            bar.set_postfix(**{name: history.last(name) for name in window})
+            window = {}
+    if model is not None:
+        model.eval()
+    return history

@@ -1,0 +1,107 @@
+"""Load-or-train: round trip, atomic writes, corrupt files and other configs give clear errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from genbook.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, load_or_train, save_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def scratch(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBOOK_CHECKPOINTS", str(tmp_path))
+    monkeypatch.delenv("GENBOOK_RETRAIN", raising=False)
+    monkeypatch.delenv("GENBOOK_PROFILE", raising=False)
+    return tmp_path
+
+
+def make_trainer(calls):
+    def train(model):
+        calls.append(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(0.5)
+        return {"losses": [3.0, 2.0, 1.0]}
+    return train
+
+
+def test_round_trip_trains_once_then_loads(scratch):
+    calls, config = [], {"width": 4, "lr": 0.1}
+    model, info = load_or_train(nn.Linear(4, 2), make_trainer(calls), chapter="99_test", name="lin", config=config)
+    assert calls == [1] and info["cached"] is False and info["losses"] == [3.0, 2.0, 1.0]
+    fresh = nn.Linear(4, 2)
+    loaded, info2 = load_or_train(fresh, make_trainer(calls), chapter="99_test", name="lin", config=config)
+    assert calls == [1], "second call must load, not train"
+    assert info2["cached"] is True and info2["losses"] == [3.0, 2.0, 1.0]
+    assert torch.equal(loaded.weight, model.weight)
+    assert not list(scratch.rglob("*.tmp")), "no temporary files left behind"
+
+
+def test_key_has_profile_and_config(monkeypatch):
+    a = checkpoint_path("99_test", "m", {"w": 1})
+    assert a != checkpoint_path("99_test", "m", {"w": 2})
+    monkeypatch.setenv("GENBOOK_PROFILE", "full")
+    assert "-full-" in checkpoint_path("99_test", "m", {"w": 1}).name and "-fast-" in a.name
+
+
+def test_other_config_trains_a_new_model():
+    calls = []
+    load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config={"w": 1})
+    load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config={"w": 2})
+    assert calls == [1, 1]
+
+
+def test_corrupt_file_is_a_clear_error_and_is_kept():
+    calls, config = [], {"w": 1}
+    load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config=config)
+    path = checkpoint_path("99_test", "m", config)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as after a crash of a non-atomic writer
+    with pytest.raises(CheckpointError, match=r"not a readable genbook checkpoint.*Delete .* to retrain"):
+        load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config=config)
+    assert calls == [1], "never silently retrain over a file"
+    assert path.stat().st_size == 100
+
+
+def test_file_of_another_config_is_refused(tmp_path):
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, nn.Linear(2, 2), {"w": 1, "depth": 2})
+    with pytest.raises(CheckpointError, match=r"trained with another config \(differs in \['w'\]\)"):
+        load_checkpoint(path, nn.Linear(2, 2), {"w": 5, "depth": 2})
+
+
+def test_file_of_another_architecture_is_refused(tmp_path):
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, nn.Linear(2, 2), {"w": 1})
+    with pytest.raises(CheckpointError, match="does not fit this model's architecture"):
+        load_checkpoint(path, nn.Linear(3, 2), {"w": 1})
+
+
+def test_code_in_a_pickle_is_not_run(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "genbook-checkpoint-1", "payload": nn.Linear(2, 2)}, path)  # a pickled module
+    with pytest.raises(CheckpointError, match="not a readable genbook checkpoint"):
+        load_checkpoint(path, nn.Linear(2, 2), {})
+
+
+def test_retrain_env_for_one_chapter(monkeypatch):
+    calls = []
+    for _ in range(2):
+        load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config={})
+    assert calls == [1]
+    monkeypatch.setenv("GENBOOK_RETRAIN", "42_other")
+    load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config={})
+    assert calls == [1]
+    monkeypatch.setenv("GENBOOK_RETRAIN", "42_other,99_test")
+    load_or_train(nn.Linear(2, 2), make_trainer(calls), chapter="99_test", name="m", config={})
+    assert calls == [1, 1]
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="config must be JSON-serialisable"):
+        checkpoint_path("99_test", "m", {"f": object()})
+    with pytest.raises(ValueError, match="name must be a non-empty slug"):
+        checkpoint_path("99_test", "../escape", {})
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        load_or_train("not a model", lambda m: None, chapter="99_test", name="m", config={})
+    with pytest.raises(TypeError, match="extra must hold plain data"):
+        load_or_train(nn.Linear(2, 2), lambda m: {"t": torch.ones(2)}, chapter="99_test", name="m", config={})
