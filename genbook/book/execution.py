@@ -13,6 +13,7 @@ executes afresh instead of showing outputs from other code.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 
@@ -62,13 +63,17 @@ def store_executed(nb: nbformat.NotebookNode, uri: str, seconds: float, attempts
     from jupyter_cache.base import CacheBundleIn
     from sqlalchemy.exc import OperationalError
 
+    current = cache_path()
     for attempt in range(attempts):
         try:
-            get_cache(str(cache_path())).cache_notebook_bundle(
+            get_cache(str(current)).cache_notebook_bundle(
                 CacheBundleIn(nb, uri, data={"execution_seconds": seconds}), check_validity=False, overwrite=True
             )
-            return
+            break
         except OperationalError:  # "database is locked": another worker is writing
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5)
+    for stale in current.parent.glob(f"{profile_name()}-*"):  # outputs of older genbook sources
+        if stale != current:
+            shutil.rmtree(stale, ignore_errors=True)
