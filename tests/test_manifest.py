@@ -35,12 +35,13 @@ def test_written_chapter_reads_as_notebook(chapter):
 
 def test_malformed_manifest_is_a_clear_error(tmp_path):
     bad = tmp_path / "book.toml"
-    bad.write_text('[book]\ntitle = "t"\n[[chapters]]\nslug = "5_ddpm"\ntitle = "x"\nstatus = "written"\nbudget_s = 1\n')
+    head = '[book]\ntitle = "t"\n[[chapters]]\n'
+    bad.write_text(head + 'slug = "5_ddpm"\ntitle = "x"\nstatus = "written"\nbudget_s = 1\n')
     with pytest.raises(ValueError, match="slug '5_ddpm' must look like '05_ddpm'"):
         load_manifest(bad)
-    bad.write_text('[book]\ntitle = "t"\n[[chapters]]\nslug = "05_ddpm"\ntitle = "x"\nstatus = "done"\nbudget_s = 1\n')
+    bad.write_text(head + 'slug = "05_ddpm"\ntitle = "x"\nstatus = "done"\nbudget_s = 1\n')
     with pytest.raises(ValueError, match="status 'done' must be one of"):
         load_manifest(bad)
-    bad.write_text('[book]\ntitle = "t"\n[[chapters]]\nslug = "05_ddpm"\ntitle = "x"\n')
+    bad.write_text(head + 'slug = "05_ddpm"\ntitle = "x"\n')
     with pytest.raises(ValueError, match=r"lacks \['budget_s', 'status'\]"):
         load_manifest(bad)
