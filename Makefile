@@ -3,6 +3,8 @@
 #   make book    the online book in _build/html (reuses what `make test` executed)
 #   make lab     JupyterLab, chapters open as notebooks
 #   make bench   run each written chapter and print wall time, budget, metrics, baselines
+#   make labs    student edition for course labs: _build/labs/<chapter>.ipynb (solutions replaced by stubs)
+#   make check-book  every page of _build/html in headless Chromium (console errors, math, images, links)
 # GENBOOK_PROFILE=full selects the GPU-sized settings for any of them.
 
 PYTHON ?= python3
@@ -12,7 +14,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Two kernels side by side, one thread each: faster than one after the other on 2 cores.
 WORKERS ?= 2
 
-.PHONY: test book lab bench data lock clean
+.PHONY: test book lab labs check-book bench data lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +33,12 @@ book: data
 
 lab: data
 	$(PY) -m genbook.book.lab
+
+labs: $(STAMP)
+	$(PY) -m genbook.book.student
+
+check-book: $(STAMP)
+	$(PY) -m pytest -m book -n 0 tests/test_browser_check.py
 
 bench: data
 	$(PY) -m genbook.bench

@@ -33,7 +33,7 @@ def read_chapter(path: Path) -> nbformat.NotebookNode:
 
 
 # Files that only render the book: editing them must not invalidate executed chapters.
-RENDER_ONLY = ("genbook/book/conf.py", "genbook/book/build.py")
+RENDER_ONLY = tuple(f"genbook/book/{name}.py" for name in ("conf", "build", "student", "browser", "lab", "lock"))
 
 
 def source_hash() -> str:
