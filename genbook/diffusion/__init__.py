@@ -1,0 +1,20 @@
+"""Diffusion models: noise schedules, the forward process, and the DDPM and DDIM samplers (chapter 05).
+
+Chapters 06 (score SDEs), 07 (flow matching) and 08 (latent diffusion and guidance)
+reuse these pieces and the UNet of :mod:`genbook.nn.unet`.
+"""
+
+from .ddpm import ddim_sample, ddpm_sample, predict_x0, q_sample, q_step
+from .schedules import (
+    NoiseSchedule,
+    check_timesteps,
+    cosine_alphas_bar,
+    cosine_betas,
+    linear_betas,
+    spaced_timesteps,
+)
+
+__all__ = [
+    "NoiseSchedule", "check_timesteps", "cosine_alphas_bar", "cosine_betas", "ddim_sample", "ddpm_sample",
+    "linear_betas", "predict_x0", "q_sample", "q_step", "spaced_timesteps",
+]
