@@ -1,13 +1,15 @@
 """``make bench``: run each written chapter afresh and print what it costs and achieves.
 
-    python -m genbook.bench [--repeat N] [--chapters 00_preface 05_ddpm] [--no-selfcheck]
+    python -m genbook.bench [--repeat N] [--chapters 00_preface 05_ddpm] [--no-selfcheck] [--no-micro]
 
 Each chapter is executed in a new kernel (two CPU threads on a 2-core machine),
 ``--repeat`` times, retraining its models (shared evaluators stay cached); the
 table shows the median wall time against the chapter's budget in book.toml, and
 the metrics and baselines the chapter reported with
 ``genbook.report``. The evaluation self-check (``genbook.metrics.selfcheck``),
-when present, is run first and shown as its own row.
+when present, is run first and shown as its own row. Then the micro-benchmarks
+run: genbook's fused attention against the naive version
+(``genbook.nn.bench_attention``), reported as a ratio per sequence length.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per chapter; the median is shown")
     parser.add_argument("--chapters", nargs="*", help="slugs to run (default: every written chapter)")
     parser.add_argument("--no-selfcheck", action="store_true", help="skip the evaluation self-check")
+    parser.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks (attention)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GENBOOK_PROGRESS", "summary")
     os.environ.pop("MPLBACKEND", None)
@@ -59,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         code = subprocess.call([sys.executable, "-m", "genbook.metrics.selfcheck"])
         rows.append(("evaluation", time.perf_counter() - start, None, "evaluation", code != 0))
+        failed |= code != 0
+
+    if not args.no_micro:
+        print()  # the attention micro-benchmark prints its own table: naive / genbook per sequence length
+        code = subprocess.call([sys.executable, "-m", "genbook.nn.bench_attention"])
         failed |= code != 0
 
     for chapter in chapters:
