@@ -30,8 +30,9 @@ def test_output_shape(kwargs, shape):
     assert out.shape == (shape[0], kwargs.get("out_channels", shape[1]), *shape[2:])
 
 
-def test_untrained_model_predicts_zero_and_every_parameter_gets_a_gradient():
-    model = UNet(channels=(8, 16), num_classes=3)
+@pytest.mark.parametrize("scale_shift", [True, False])
+def test_untrained_model_predicts_zero_and_every_parameter_gets_a_gradient(scale_shift):
+    model = UNet(channels=(8, 16), num_classes=3, scale_shift=scale_shift)
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([1, 500])
     assert model(x, t).abs().max() == 0  # zero-initialised output layer
     randomise_zero_inits(model)
@@ -49,8 +50,9 @@ def test_samples_of_a_batch_do_not_interact():
     assert torch.allclose(model(x, t)[:1], model(x[:1], t[:1]), atol=1e-5)
 
 
-def test_time_and_class_change_the_output_and_no_label_means_unconditional():
-    model = randomise_zero_inits(UNet(channels=(8, 16), num_classes=10)).eval()
+@pytest.mark.parametrize("scale_shift", [True, False])  # AdaGN, or the embedding added as a bias
+def test_time_and_class_change_the_output_and_no_label_means_unconditional(scale_shift):
+    model = randomise_zero_inits(UNet(channels=(8, 16), num_classes=10, scale_shift=scale_shift)).eval()
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([5, 5])
     assert not torch.allclose(model(x, t), model(x, t + 400))

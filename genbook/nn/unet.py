@@ -57,17 +57,22 @@ def _groups(channels: int, groups: int) -> int:
 
 
 class ResidualBlock(nn.Module):
-    """h = conv(SiLU(GN(x))); h += Linear(emb); h = conv(dropout(SiLU(GN(h)))); return skip(x) + h.
+    """h = conv(SiLU(GN(x))); inject emb; h = conv(dropout(SiLU(GN(h)))); return skip(x) + h.
 
-    x: (B, C_in, H, W), emb: (B, emb_dim) -> (B, C_out, H, W). The second convolution
-    starts at zero, so a new block is the identity map (plus the 1×1 skip).
+    x: (B, C_in, H, W), emb: (B, emb_dim) -> (B, C_out, H, W). The embedding is injected
+    as a per-channel bias, h + Linear(emb) (Ho et al. 2020), or with ``scale_shift=True`` as
+    GN(h) · (1 + scale) + shift before the second convolution (Nichol & Dhariwal 2021's
+    "AdaGN"). The second convolution starts at zero, so a new block is the identity map
+    (plus the 1×1 skip).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int = 8, dropout: float = 0.0):
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int = 8, dropout: float = 0.0,
+                 scale_shift: bool = True):
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = nn.GroupNorm(_groups(in_channels, groups), in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_channels)
+        self.emb = nn.Linear(emb_dim, 2 * out_channels if scale_shift else out_channels)
         self.norm2 = nn.GroupNorm(_groups(out_channels, groups), out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
@@ -77,8 +82,13 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
-        h = h + self.emb(emb)[:, :, None, None]  # time (and class) injected as a per-channel bias
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        e = self.emb(emb)[:, :, None, None]  # (B, C_out or 2 C_out, 1, 1)
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift  # time (and class) modulate the normalised features
+        else:
+            h = self.norm2(h + e)  # time (and class) injected as a per-channel bias
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -144,6 +154,8 @@ class UNet(nn.Module):
     num_classes: None for an unconditional model; otherwise y in 0..num_classes − 1 selects a
         learned class embedding, and y = num_classes (or no y) means "unconditional".
     out_channels: defaults to in_channels (ε, score or velocity have the image's shape).
+    scale_shift: inject the embedding as GroupNorm scale and shift (AdaGN, Nichol & Dhariwal 2021) instead
+        of as a bias added to the features (Ho et al. 2020).
     patch_size: p > 1 folds each p×p patch of pixels into channels first (``pixel_unshuffle``, as the
         patches of a ViT or DiT) and unfolds the output at the end: the network then runs at H/p,
         which on a CPU costs about p² times less. H and W must then be divisible by p · 2^(L − 1).
@@ -162,6 +174,7 @@ class UNet(nn.Module):
         num_classes: int | None = None,
         out_channels: int | None = None,
         patch_size: int = 1,
+        scale_shift: bool = True,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -190,7 +203,7 @@ class UNet(nn.Module):
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes is not None else None
 
         def res(cin: int, cout: int) -> ResidualBlock:
-            return ResidualBlock(cin, cout, emb_dim, groups, dropout)
+            return ResidualBlock(cin, cout, emb_dim, groups, dropout, scale_shift)
 
         self.stem = nn.Conv2d(in_channels * patch_size**2, channels[0], 3, padding=1)
         # down path: `blocks` residual blocks per level, then halve the resolution (not after the last level)

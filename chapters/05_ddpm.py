@@ -1,0 +1,802 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Denoising diffusion probabilistic models
+#
+# Take a picture of a shirt and add a little Gaussian noise. Then a little more,
+# and more, a thousand times, until nothing of the shirt is left: the picture is
+# a sample of $\mathcal{N}(0, I)$. Destroying structure this way needs no
+# learning at all. The idea of diffusion models (Sohl-Dickstein et al. 2015) is
+# that each of these steps is so small that it can be *undone*, one step at a
+# time, by a neural network that has learned how much noise to remove. Start
+# from pure noise, undo a thousand small corruptions, and a new shirt appears.
+#
+# Ho, Jain and Abbeel (2020) turned this idea into the *denoising diffusion
+# probabilistic model* (DDPM): a fixed noising process, a network
+# $\varepsilon_\theta(x_t, t)$ trained with a plain mean-squared error to predict
+# the noise in a noisy image, and a sampler that runs the process backwards.
+# This chapter builds all of it on Fashion-MNIST:
+#
+# 1. the **forward process** and its closed form $q(x_t \mid x_0)$, checked against
+#    running the Markov chain;
+# 2. **noise schedules** (linear and cosine) and what they do to the signal-to-noise ratio;
+# 3. the **reverse process**, why its mean can be written through the predicted noise,
+#    and the simplified loss;
+# 4. the **UNet** that predicts the noise;
+# 5. **training**, then **ancestral sampling** (the paper's Algorithm 2, line by line)
+#    and **DDIM** (Song, Meng and Ermon 2021), a deterministic sampler that needs far
+#    fewer steps;
+# 6. an experiment: sample quality against the number of network evaluations.
+#
+# The UNet, the schedules and the samplers written here are reused by the
+# chapters on score SDEs (06), flow matching (07) and latent diffusion (08).
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import genbook
+from genbook.data.fashion_mnist import fashion_mnist
+from genbook.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, q_sample, spaced_timesteps
+from genbook.metrics import fashion_evaluator, fashion_fd, image_baselines, reference_images
+from genbook.nn.unet import UNet, count_parameters, timestep_embedding
+
+cfg = genbook.profile(
+    fast=dict(T=1000, schedule="cosine", channels=[16, 32], blocks=1, patch_size=2, attention=True,
+              steps=1700, batch_size=32, lr=2e-3, warmup=100, ema=0.995,
+              n_eval=1000, sample_batch=500, ancestral_steps=[10, 50], ddim_steps=[5, 10, 25],
+              chain_samples=500),
+    full=dict(T=1000, schedule="cosine", channels=[64, 128, 128], blocks=2, patch_size=1, attention=True,
+              steps=30_000, batch_size=128, lr=2e-4, warmup=1000, ema=0.9995,
+              n_eval=5000, sample_batch=1000, ancestral_steps=[10, 25, 50, 100, 250, 1000],
+              ddim_steps=[5, 10, 25, 50, 100], chain_samples=4000),
+)
+device = genbook.device()
+generator = genbook.seed_everything(0)
+print("profile:", genbook.profile_name(), "| device:", device)
+print(cfg)
+
+x_train, y_train = fashion_mnist("train")
+print("training images:", tuple(x_train.shape), f"in [{x_train.min():.0f}, {x_train.max():.0f}]")
+
+# %% [markdown]
+# ## 1. The forward process
+#
+# The forward (noising) process is a Markov chain that, at each of $T$ steps,
+# shrinks the image a little and adds a little Gaussian noise (Ho et al. 2020, eq. 2):
+#
+# $$
+# q(x_t \mid x_{t-1}) = \mathcal{N}\big(x_t;\ \sqrt{1-\beta_t}\, x_{t-1},\ \beta_t I\big),
+# \qquad t = 1, \dots, T,
+# $$
+#
+# with a *variance schedule* $\beta_1 < \dots < \beta_T$ of small numbers (Ho et al.
+# use $\beta_t$ rising linearly from $10^{-4}$ to $0.02$ over $T = 1000$ steps). The
+# factor $\sqrt{1-\beta_t}$ keeps the variance from growing: if $x_{t-1}$ has unit
+# variance, so does $x_t$.
+#
+# A sum of independent Gaussians is Gaussian, so we never have to run the chain.
+# Write $\alpha_t = 1 - \beta_t$ and $\bar\alpha_t = \prod_{s=1}^{t} \alpha_s$. Unrolling
+# two steps, $x_t = \sqrt{\alpha_t}\big(\sqrt{\alpha_{t-1}}\, x_{t-2} + \sqrt{1-\alpha_{t-1}}\,\varepsilon'\big) + \sqrt{1-\alpha_t}\,\varepsilon''$,
+# and the two noise terms merge into one of variance $\alpha_t(1-\alpha_{t-1}) + 1 - \alpha_t = 1 - \alpha_t\alpha_{t-1}$.
+# By induction (eq. 4),
+#
+# $$
+# q(x_t \mid x_0) = \mathcal{N}\big(x_t;\ \sqrt{\bar\alpha_t}\, x_0,\ (1-\bar\alpha_t) I\big),
+# \qquad\text{i.e.}\qquad x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\quad \varepsilon \sim \mathcal{N}(0, I).
+# $$
+#
+# Both equations in code, from scratch, with Ho et al.'s linear schedule. Tensors
+# are indexed from 0, so index `t` holds the paper's step $t+1$.
+
+# %%
+T = cfg["T"]
+betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)  # β_1..β_T (Ho et al. 2020, sec. 4)
+alphas = 1 - betas  # α_t = 1 − β_t
+alphas_bar = torch.cumprod(alphas, dim=0)  # ᾱ_t = Π_{s≤t} α_s
+
+
+def q_step_scratch(x_prev, t, noise):
+    """One step of the chain, eq. 2: x_t = √(1 − β_t) x_{t−1} + √β_t ε."""
+    return (1 - betas[t]).sqrt() * x_prev + betas[t].sqrt() * noise
+
+
+def q_sample_scratch(x0, t, noise):
+    """The closed form, eq. 4: x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, in one step."""
+    return alphas_bar[t].sqrt() * x0 + (1 - alphas_bar[t]).sqrt() * noise
+
+
+# %% [markdown]
+# **Check: the closed form against the chain.** We run the chain, step by step,
+# on `chain_samples` copies of one picture and compare, pixel by pixel, the mean
+# and variance of the copies with what eq. 4 says: $\sqrt{\bar\alpha_t}\,x_0$ and
+# $1-\bar\alpha_t$. With $N$ samples of a Gaussian of variance $v$, the sample
+# mean has standard error $\sqrt{v/N}$ and the sample variance $v\sqrt{2/(N-1)}$.
+# We require every pixel at every checked step to lie within 5 standard errors,
+# a tolerance that comes from the sample size alone (with 784 pixels × 4 steps ×
+# 2 statistics = 6,272 comparisons, a correct implementation exceeds it with
+# probability of about 0.4%).
+
+# %%
+n_chain = cfg["chain_samples"]
+x0_one = x_train[0]  # (1, 28, 28)
+x = x0_one.expand(n_chain, -1, -1, -1).clone()  # N copies of x_0
+chain_gen = torch.Generator().manual_seed(1)
+check_at = {9, 99, 499, T - 1}  # the paper's t = 10, 100, 500, 1000
+worst = {}
+for t in range(T):
+    x = q_step_scratch(x, t, torch.randn(x.shape, generator=chain_gen)).float()
+    if t in check_at:
+        mean, var = alphas_bar[t].sqrt() * x0_one, 1 - alphas_bar[t]  # eq. 4
+        z_mean = (x.mean(0) - mean) / (var / n_chain).sqrt()
+        z_var = (x.var(0) - var) / (var * math.sqrt(2 / (n_chain - 1)))
+        worst[t + 1] = (z_mean.abs().max().item(), z_var.abs().max().item())
+        print(f"t = {t + 1:4d}: worst |z| of the means {worst[t + 1][0]:.2f}, of the variances {worst[t + 1][1]:.2f}")
+closed_form_max_z = max(max(v) for v in worst.values())
+assert closed_form_max_z < 5, worst
+
+# %% [markdown]
+# genbook's `q_sample` computes the same thing, from a `NoiseSchedule` object
+# that holds $\beta_t$, $\alpha_t$ and $\bar\alpha_t$ (in float64, handed to the
+# device in the input's dtype). Same noise in, same $x_t$ out:
+
+# %%
+linear = NoiseSchedule.linear(T)
+x0_batch, noise = x_train[:8].double(), torch.randn(8, 1, 28, 28, dtype=torch.float64)
+t_batch = torch.tensor([0, 10, 100, 300, 500, 700, 900, 999])
+ours = torch.stack([q_sample_scratch(x0_batch[i], t_batch[i], noise[i]) for i in range(8)])
+assert torch.allclose(ours, q_sample(x0_batch, t_batch, noise, linear), atol=1e-12)
+assert torch.allclose(linear.alphas_bar, alphas_bar)
+print("q_sample matches the closed form written above.")
+
+# %% [markdown]
+# ## 2. Noise schedules and the signal-to-noise ratio
+#
+# How fast should the picture dissolve? The *signal-to-noise ratio* of $x_t$ is
+#
+# $$
+# \mathrm{SNR}(t) = \frac{\bar\alpha_t}{1-\bar\alpha_t},
+# $$
+#
+# and a schedule is really a choice of how $\log \mathrm{SNR}$ falls from large
+# (clean) to very negative (pure noise). Nichol and Dhariwal (2021) noticed that
+# with the linear schedule the last few hundred steps of a small image are
+# already almost pure noise, so a share of training and sampling is spent where
+# nothing is left to learn. Their **cosine schedule** defines $\bar\alpha_t$ directly
+# (eq. 17), with a small offset $s = 0.008$ so that $\beta_1$ is not vanishingly small:
+#
+# $$
+# \bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\!\Big(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\Big),
+# \qquad \beta_t = \min\Big(1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}},\ 0.999\Big).
+# $$
+
+# %%
+s = 0.008
+
+
+def f(t):
+    return torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+
+steps_1_to_T = torch.arange(1, T + 1, dtype=torch.float64)
+alphas_bar_cos = f(steps_1_to_T) / f(torch.tensor(0.0, dtype=torch.float64))  # eq. 17
+betas_cos = (1 - alphas_bar_cos / torch.cat([torch.ones(1, dtype=torch.float64), alphas_bar_cos[:-1]])).clamp(max=0.999)
+
+cosine = NoiseSchedule.cosine(T)
+assert torch.allclose(cosine.betas, betas_cos)
+schedules = {"linear": linear, "cosine": cosine}
+for name, sch in schedules.items():
+    print(f"{name:>6}: ᾱ at t = 1, T/2, T: {sch.alphas_bar[0]:.5f}, {sch.alphas_bar[T // 2 - 1]:.4f}, "
+          f"{sch.alphas_bar[-1]:.2e}   log SNR from {sch.log_snr()[0]:.1f} to {sch.log_snr()[-1]:.1f}")
+
+# %%
+fig, (ax_snr, ax_sig) = plt.subplots(1, 2, figsize=(10, 3.2))
+for name, sch in schedules.items():
+    ax_snr.plot(steps_1_to_T, sch.log_snr(), label=name)
+    ax_sig.plot(steps_1_to_T, sch.alphas_bar.sqrt(), label=f"{name}: √ᾱ_t (signal)")
+    ax_sig.plot(steps_1_to_T, (1 - sch.alphas_bar).sqrt(), "--", label=f"{name}: √(1−ᾱ_t) (noise)")
+ax_snr.axhline(0, color="0.7", lw=0.8)
+ax_snr.set(xlabel="t", ylabel="log SNR(t)", title="signal-to-noise ratio")
+ax_sig.set(xlabel="t", title="coefficients of x_0 and ε in x_t")
+ax_snr.legend()
+ax_sig.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The linear schedule's log-SNR plunges early and then crawls near $-10$ for the
+# last third of the chain; the cosine schedule's falls almost linearly in $t$.
+# The same image, noised to the same steps under both schedules:
+
+# %%
+picture = x_train[1:2]  # a T-shirt, (1, 1, 28, 28)
+show_t = [0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
+rows = []
+for sch in schedules.values():
+    eps = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(2))  # same noise for every t
+    rows.append(torch.cat([q_sample(picture, t, eps, sch) for t in show_t]))
+fig, axes = plt.subplots(2, 1, figsize=(10, 2.2))
+for ax, name, row in zip(axes, schedules, rows):
+    genbook.show_images(row.clamp(-1, 1), nrow=len(show_t), ax=ax)
+    ax.set_title(f"{name} schedule, t = " + ", ".join(str(t + 1) for t in show_t), fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# From here on we use the schedule named in `cfg` (cosine).
+#
+# ## 3. The reverse process and the loss
+#
+# If the steps are small, the reverse of each forward step is also close to a
+# Gaussian (Feller 1949; Sohl-Dickstein et al. 2015), so the generative model is a
+# Markov chain that runs backwards from $p(x_T) = \mathcal{N}(0, I)$ with learned Gaussian steps (eq. 1):
+#
+# $$
+# p_\theta(x_{t-1} \mid x_t) = \mathcal{N}\big(x_{t-1};\ \mu_\theta(x_t, t),\ \sigma_t^2 I\big),
+# $$
+#
+# with fixed variances $\sigma_t^2$ (Ho et al. use $\beta_t$ or $\tilde\beta_t$, below).
+# It is trained by maximising a variational lower bound of $\log p_\theta(x_0)$,
+# which splits into one KL divergence per step (eq. 5). The key is that the
+# forward step *conditioned on $x_0$* can be reversed exactly, by Bayes' rule on
+# two Gaussians (eqs. 6–7):
+#
+# $$
+# q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\big(x_{t-1};\ \tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),
+# \quad
+# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\, x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\, x_t,
+# \quad
+# \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .
+# $$
+#
+# Each KL term between two Gaussians with the same variance is a squared distance
+# between means, $L_{t-1} = \frac{1}{2\sigma_t^2}\lVert \tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\rVert^2 + C$ (eq. 8).
+# Now substitute $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$ from eq. 4 into
+# $\tilde\mu_t$; the algebra collapses to
+#
+# $$
+# \tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big).
+# $$
+#
+# The network sees $x_t$, so the only unknown is the noise $\varepsilon$. Ho et al.
+# therefore let the network predict the noise and *define* the mean through it (eq. 11):
+#
+# $$
+# \mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t, t)\Big),
+# $$
+#
+# which turns $L_{t-1}$ into a weighted noise-prediction error,
+# $\frac{\beta_t^2}{2\sigma_t^2\alpha_t(1-\bar\alpha_t)}\lVert\varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\rVert^2$ (eq. 12).
+# Dropping the weight gives the **simplified loss** (eq. 14) that everyone uses:
+#
+# $$
+# L_\text{simple}(\theta) = \mathbb{E}_{t \sim \mathcal{U}\{1..T\},\ x_0,\ \varepsilon \sim \mathcal{N}(0, I)}
+# \Big[\big\lVert \varepsilon - \varepsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\rVert^2\Big].
+# $$
+#
+# It is denoising: noise an image to a random level and ask the network what
+# noise was added. Dropping the weight puts relatively more effort on the large
+# $t$ (very noisy inputs), which Ho et al. found gives better samples. Exercise 5.1
+# asks you to write $\tilde\mu_t$ and $\tilde\beta_t$ yourself; a check compares them with
+# Bayes' rule.
+#
+# ## 4. The network: a UNet
+#
+# $\varepsilon_\theta$ maps an image and a time to an image of the same shape. Ho et al.
+# use the UNet of Ronneberger et al. (2015), adapted to diffusion. genbook's
+# `UNet` (in `genbook/nn/unet.py`) has the same parts, sized down for a CPU:
+#
+# - **Time embedding.** $t$ is written in sinusoids of geometrically spaced
+#   frequencies, the positional encoding of the transformer (Vaswani et al. 2017),
+#   then passed through a two-layer MLP. Every residual block reads it, so one
+#   network serves all $t$.
+# - **Residual blocks** (He et al. 2016): GroupNorm → SiLU → 3×3 conv → GroupNorm whose
+#   scale and shift are set by the time embedding ("AdaGN", Nichol and Dhariwal 2021;
+#   Ho et al. simply add it) → SiLU → 3×3 conv, plus the input. **Group normalisation**
+#   (Wu and He 2018) normalises groups of channels within one image: unlike batch
+#   norm, a sample's output does not depend on the rest of the batch, which would
+#   be wrong for a model evaluated on batches of samples at one noise level.
+# - **Down and up paths with skips.** The encoder halves the resolution level by
+#   level (a stride-2 conv); the decoder doubles it back (nearest-neighbour
+#   upsampling + conv) and, at each level, concatenates the encoder's features of
+#   the same resolution: coarse context from below, fine detail from the skip.
+# - **Self-attention at the lowest resolution.** At 7×7 the 49 positions attend to
+#   each other (`scaled_dot_product_attention`), so the two sleeves of a shirt can agree.
+# - **Zero initialisation** of the last conv of each block and of the output: the
+#   untrained network is the identity plus zero, a stable start.
+#
+# One choice is made for the CPU: with `patch_size=2`, each 2×2 patch of pixels is
+# first folded into 4 channels (`pixel_unshuffle`, as the patches of a ViT), so the
+# UNet runs at 14×14 → 7×7, and the output is unfolded back to 28×28. That cuts the
+# cost per network evaluation about fourfold; the full profile runs at 28×28.
+#
+# First the time embedding from scratch, checked against genbook's:
+
+# %%
+def sinusoidal_scratch(t, dim, max_period=10_000.0):
+    """emb(t) = [sin(t ω_0), ..., sin(t ω_{d/2−1}), cos(t ω_0), ..., cos(t ω_{d/2−1})], ω_i = max_period^(−2i/d)."""
+    omega = max_period ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))  # (d/2,)
+    angles = t.double()[:, None] * omega[None, :]  # (B, d/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)  # (B, d)
+
+
+t_probe = torch.tensor([0, 1, 10, 500, 999])
+assert torch.allclose(sinusoidal_scratch(t_probe, 32).float(), timestep_embedding(t_probe, 32), atol=1e-5)
+
+fig, ax = plt.subplots(figsize=(8, 2))
+ax.imshow(sinusoidal_scratch(torch.arange(0, T, 4), 32).T, aspect="auto", cmap="RdBu",
+          extent=(0, T, 32, 0), interpolation="nearest")
+ax.set(xlabel="t", ylabel="dimension", title="sinusoidal time embedding: fast dimensions first, slow ones last")
+plt.show()
+
+# %% [markdown]
+# One more choice concerns what exactly the network outputs. For large $t$,
+# $\bar\alpha_t \approx 0$ and $x_t \approx \varepsilon$: the right answer is nearly
+# the input itself, and any error in it is magnified by $1/\sqrt{\bar\alpha_t}$ (up to
+# $10^4$ for the cosine schedule) when a sampler turns the predicted noise into a
+# predicted image $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta)/\sqrt{\bar\alpha_t}$.
+# A network trained for a few minutes cannot make that error small enough. So we
+# give $\varepsilon_\theta$ a skip connection *in time*, in the spirit of the input
+# scalings of Karras et al. (2022):
+#
+# $$
+# \varepsilon_\theta(x_t, t) = \sqrt{1-\bar\alpha_t}\; x_t + \sqrt{\bar\alpha_t}\; F_\theta(x_t, t),
+# $$
+#
+# with $F_\theta$ the UNet. Nothing else changes: $\varepsilon_\theta$ is still a noise
+# predictor trained with $L_\text{simple}$ and used by the samplers as above. It is
+# exact where the task is trivial ($\bar\alpha_t \to 0$: $\varepsilon_\theta \to x_t$) and
+# leaves the network in charge where it is hard ($\bar\alpha_t \to 1$: $\varepsilon_\theta \to F_\theta$).
+# (Writing $x_t$ and $\varepsilon$ in terms of $F_\theta$'s target shows that $F_\theta$ learns
+# $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0$, the "v-prediction" of
+# Salimans and Ho 2022; exercise 5.2.)
+
+# %%
+schedule = NoiseSchedule.from_name(cfg["schedule"], T)
+
+
+class NoisePredictor(nn.Module):
+    """ε_θ(x_t, t) = √(1 − ᾱ_t) x_t + √ᾱ_t F_θ(x_t, t), with F_θ a UNet. x_t: (B, C, H, W), t: (B,) int64."""
+
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule):
+        super().__init__()
+        self.net = net
+        self.register_buffer("alphas_bar", schedule.alphas_bar.float(), persistent=False)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.alphas_bar[t].view(-1, 1, 1, 1)  # ᾱ_t, (B, 1, 1, 1)
+        return (1 - a).sqrt() * x_t + a.sqrt() * self.net(x_t, t)
+
+
+def build_model() -> NoisePredictor:
+    torch.manual_seed(0)
+    unet = UNet(in_channels=1, channels=cfg["channels"], blocks=cfg["blocks"], patch_size=cfg["patch_size"],
+                attention=cfg["attention"])
+    return NoisePredictor(unet, schedule)
+
+
+model = build_model()
+print(f"UNet parameters: {count_parameters(model):,}")
+
+# Shapes through the network, recorded with forward hooks on its parts.
+shapes = []
+
+
+def record(name):
+    return lambda module, inputs, output: shapes.append((name, tuple(output.shape)))
+
+
+net = model.net
+parts = ([("stem", net.stem)] + [(f"down[{k}] {type(b).__name__}", b) for k, b in enumerate(net.down)]
+         + [("mid1 ResidualBlock", net.mid1), (f"mid_attn {type(net.mid_attn).__name__}", net.mid_attn),
+            ("mid2 ResidualBlock", net.mid2)]
+         + [(f"up[{k}] {type(b).__name__}", b) for k, b in enumerate(net.up)] + [("out_conv", net.out_conv)])
+hooks = [module.register_forward_hook(record(name)) for name, module in parts]
+with torch.no_grad():
+    out = model(torch.randn(2, 1, 28, 28), torch.tensor([10, 900]))
+for h in hooks:
+    h.remove()
+print(f"  {'input':<28} (2, 1, 28, 28)")
+for name, shape in shapes:
+    print(f"  {name:<28} {shape}")
+print(f"  {'output (pixels unfolded)':<28} {tuple(out.shape)}")
+assert out.shape == (2, 1, 28, 28)
+
+# %% [markdown]
+# ## 5. Training (Algorithm 1)
+#
+# Ho et al.'s Algorithm 1 is the loss above, one minibatch at a time: draw an image
+# $x_0$, a step $t \sim \mathcal{U}\{1, \dots, T\}$ and noise $\varepsilon$, and take a
+# gradient step on $\lVert \varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\rVert^2$.
+# The step function below is all of it; `genbook.fit` does the plumbing (device,
+# bf16 autocast on a GPU, optimiser, gradient clipping, progress). We keep an
+# exponential moving average (EMA) of the weights, which Ho et al. also sample
+# from: it averages out the noise of the last few hundred steps.
+
+# %%
+def train(model: NoisePredictor) -> dict:
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    ema = genbook.EMA(model, decay=cfg["ema"])
+    done = [0]  # steps taken, for the learning-rate warm-up
+
+    def step(x0):
+        done[0] += 1
+        optimizer.param_groups[0]["lr"] = cfg["lr"] * min(1.0, done[0] / cfg["warmup"])  # linear warm-up
+        t = torch.randint(0, T, (len(x0),), device=device)  # t ~ Uniform({1, ..., T})
+        eps = torch.randn_like(x0)  # ε ~ N(0, I)
+        x_t = q_sample(x0, t, eps, schedule)  # √ᾱ_t x_0 + √(1 − ᾱ_t) ε   (eq. 4)
+        return F.mse_loss(model(x_t, t), eps)  # ‖ε − ε_θ(x_t, t)‖²      (eq. 14)
+
+    data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=generator, device=device)
+    history = genbook.fit(step, data, cfg["steps"], model=model, optimizer=optimizer, ema=ema,
+                          grad_clip=1.0, log_every=50, desc="DDPM")
+    model.load_state_dict(ema.model.state_dict())  # keep the EMA weights
+    return {"history": history}
+
+
+start = time.perf_counter()
+model, info = genbook.load_or_train(build_model(), train, chapter="05_ddpm", name="unet", config=cfg)
+model = model.to(device).eval()
+train_seconds = time.perf_counter() - start
+print(("loaded from cache" if info["cached"] else f"trained in {train_seconds:.0f} s"), "->", info["path"])
+genbook.plot_losses(info["history"], title="L_simple (EMA weights are kept)")
+plt.show()
+
+
+# %% [markdown]
+# The loss is an average over all $t$ of very different tasks: for small $t$ the
+# noise is a faint sheen on a clear image (hard to predict exactly), for large $t$
+# it is almost the whole input (easy). Its level says little about sample quality;
+# the samples and their FD below do.
+#
+# ## 6. Ancestral sampling (Algorithm 2)
+#
+# Sampling runs the learned reverse chain: start from noise and apply
+# $p_\theta(x_{t-1} \mid x_t)$ with the mean of eq. 11, $T$ times. Here is the paper's
+# Algorithm 2, line by line:
+#
+# ```
+# 1: x_T ~ N(0, I)
+# 2: for t = T, ..., 1 do
+# 3:     z ~ N(0, I) if t > 1, else z = 0
+# 4:     x_{t-1} = 1/√α_t · (x_t − β_t/√(1 − ᾱ_t) · ε_θ(x_t, t)) + σ_t z
+# 5: end for
+# 6: return x_0
+# ```
+#
+# Running all $T = 1000$ steps costs 1000 network evaluations per image. The same
+# algorithm runs on a shorter chain that visits only $S$ of the steps,
+# $\tau_1 < \dots < \tau_S$: keep $\bar\alpha$ at those steps and set
+# $\beta'_i = 1 - \bar\alpha_{\tau_i}/\bar\alpha_{\tau_{i-1}}$ (Nichol and Dhariwal 2021,
+# sec. 4), so that $q(x_{\tau_i} \mid x_0)$, the inputs the network was trained on,
+# stay the same. `NoiseSchedule.respace` does this; the function below takes the
+# chain as an argument and is Algorithm 2 verbatim. For $\sigma_t^2$ we use
+# $\tilde\beta_t$, the variance of the true posterior, which Ho et al. found as good
+# as $\beta_t$ with all steps and which is much better with few.
+
+# %%
+def _eps(eps_model, x, tau):
+    return eps_model(x, torch.full((len(x),), tau, dtype=torch.long, device=x.device))
+
+
+@torch.inference_mode()
+def ancestral_scratch(eps_model, n, timesteps, generator):
+    """Algorithm 2 of Ho et al. (2020) on the chain that visits `timesteps` (all of 0..T−1, or fewer)."""
+    chain = schedule.respace(timesteps)  # β'_i, α'_i, ᾱ'_i of the (possibly shorter) chain
+    beta, alpha, alpha_bar = chain.betas.tolist(), chain.alphas.tolist(), chain.alphas_bar.tolist()
+    x = torch.randn(n, 1, 28, 28, generator=generator).to(device)  # 1: x_T ~ N(0, I)
+    for i in reversed(range(len(timesteps))):  # 2: for t = T, ..., 1
+        z = torch.randn(x.shape, generator=generator).to(device) if i > 0 else torch.zeros_like(x)  # 3
+        alpha_bar_prev = alpha_bar[i - 1] if i > 0 else 1.0
+        sigma = math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar[i]) * beta[i])  # σ_t² = β̃_t
+        eps = _eps(eps_model, x, int(timesteps[i]))  # ε_θ(x_t, t): the network sees the original step τ_i
+        x = (x - beta[i] / math.sqrt(1 - alpha_bar[i]) * eps) / math.sqrt(alpha[i]) + sigma * z  # 4
+    return x.clamp(-1, 1)  # 6: return x_0 (in the pixel range)
+
+
+def eps_model(x, t):
+    """ε_θ under bf16 autocast on a GPU (a no-op on the CPU), in float32."""
+    with genbook.autocast(device):
+        return model(x, t).float()
+
+
+# %% [markdown]
+# **Check against genbook.** `genbook.diffusion.ddpm_sample` implements the same
+# algorithm (with a choice of $\sigma_t^2$, and the option of clipping $\hat x_0$);
+# given the same random generator it must return the same images:
+
+# %%
+check_steps = spaced_timesteps(T, 50)
+ours = ancestral_scratch(eps_model, 16, check_steps, torch.Generator().manual_seed(3))
+theirs = ddpm_sample(eps_model, (16, 1, 28, 28), schedule, check_steps, variance="posterior",
+                     generator=torch.Generator().manual_seed(3), device=device)
+print(f"max |scratch − genbook| = {(ours - theirs).abs().max().item():.2e}")
+assert torch.allclose(ours, theirs, atol=1e-4)
+genbook.show_images(ours, nrow=16, title="ancestral sampling, 50 steps")
+plt.show()
+
+# %% [markdown]
+# ## 7. DDIM: a deterministic sampler in few steps
+#
+# Song, Meng and Ermon (2021) observed that $L_\text{simple}$ only involves the
+# marginals $q(x_t \mid x_0)$, never the Markov chain that produced them. Many
+# *non-Markovian* forward processes share these marginals; each has its own reverse
+# process, and the same trained $\varepsilon_\theta$ serves all of them. Their family
+# is indexed by the noise $\sigma_t$ injected per step (eq. 12):
+#
+# $$
+# x_{t-1} = \sqrt{\bar\alpha_{t-1}}\;\underbrace{\frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}}_{\text{predicted } x_0}
+# \; + \; \underbrace{\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;\varepsilon_\theta(x_t, t)}_{\text{direction pointing to } x_t}
+# \; + \; \underbrace{\sigma_t\,\varepsilon_t}_{\text{random noise}},
+# \qquad
+# \sigma_t = \eta\,\sqrt{\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}} .
+# $$
+#
+# With $\eta = 1$ this is ancestral sampling with $\sigma_t^2 = \tilde\beta_t$; with
+# $\eta = 0$ it is **DDIM**: no noise is added after $x_T$, so sampling is a
+# deterministic map from noise to image (a discretised ODE, as chapter 06 shows),
+# and because eq. 12 holds for any pair of steps, it can jump straight from
+# $\tau_i$ to $\tau_{i-1}$: 10 to 50 steps instead of 1000.
+
+# %%
+@torch.inference_mode()
+def ddim_scratch(eps_model, n, timesteps, generator):
+    """DDIM (Song et al. 2021, eq. 12 with η = 0) over the increasing steps `timesteps`."""
+    alpha_bar = schedule.alphas_bar[timesteps].tolist()
+    x = torch.randn(n, 1, 28, 28, generator=generator).to(device)  # x_T ~ N(0, I)
+    for i in reversed(range(len(timesteps))):
+        a, a_prev = alpha_bar[i], (alpha_bar[i - 1] if i > 0 else 1.0)  # ᾱ_t and ᾱ_{t−1} (ᾱ = 1 at the data)
+        eps = _eps(eps_model, x, int(timesteps[i]))  # ε_θ(x_t, t)
+        x0_pred = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)  # predicted x_0
+        x = math.sqrt(a_prev) * x0_pred + math.sqrt(1 - a_prev) * eps  # eq. 12 with σ_t = 0
+    return x.clamp(-1, 1)
+
+
+check_steps = spaced_timesteps(T, 20)
+ours = ddim_scratch(eps_model, 16, check_steps, torch.Generator().manual_seed(3))
+theirs = ddim_sample(eps_model, (16, 1, 28, 28), schedule, check_steps, generator=torch.Generator().manual_seed(3),
+                     device=device)
+print(f"max |scratch − genbook| = {(ours - theirs).abs().max().item():.2e}")
+assert torch.allclose(ours, theirs, atol=1e-4)
+genbook.show_images(ours, nrow=16, title="DDIM, 20 steps, from the same x_T as above")
+plt.show()
+
+# %% [markdown]
+# ## 8. Quality against the number of network evaluations
+#
+# Each sampling step costs one evaluation of the network (NFE), which dominates
+# the cost of generating. We measure sample quality with the FD of the book: the
+# Fréchet distance between Gaussians fitted to features of genbook's Fashion-MNIST
+# classifier, for `n_eval` samples against as many test images (it is not
+# Inception FID; lower is better). Two baselines at the same $n$ frame it: the
+# **real-vs-real** floor (training images against the test images: what a perfect
+# model would score) and a **PCA-Gaussian** model (a Gaussian on the top 32
+# principal components of the training images: blurry, but a density model).
+#
+# Every sampler and step count starts from the same noise (the same generator
+# seed), so differences between rows are differences between samplers.
+
+# %%
+evaluator = fashion_evaluator(device)
+n_eval = cfg["n_eval"]
+reference = reference_images(n_eval)
+start = time.perf_counter()
+baselines = image_baselines(n_eval, evaluator=evaluator)
+print(f"baselines at n = {n_eval} ({time.perf_counter() - start:.0f} s): "
+      + ", ".join(f"{k} = {v:.2f}" for k, v in baselines.items()))
+
+
+def generate(sampler, steps, n=n_eval, seed=1234, **options):
+    """n samples (on the CPU) in batches of cfg['sample_batch'], all drawn from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    out = [sampler(eps_model, (min(cfg["sample_batch"], n - i), 1, 28, 28), schedule, steps, generator=g,
+                   device=device, **options).cpu()
+           for i in range(0, n, cfg["sample_batch"])]
+    return torch.cat(out)
+
+
+results, samples = [], {}
+for name, sampler, options, step_counts in [
+    ("ancestral", ddpm_sample, dict(variance="posterior"), cfg["ancestral_steps"]),
+    ("DDIM", ddim_sample, {}, cfg["ddim_steps"]),
+]:
+    for steps in step_counts:
+        start = time.perf_counter()
+        images = generate(sampler, steps, **options)
+        seconds = time.perf_counter() - start
+        fd = fashion_fd(images, reference, evaluator=evaluator)
+        results.append(dict(sampler=name, steps=steps, fd=fd, seconds=seconds))
+        samples[name, steps] = images[:16]
+        print(f"{name:>9} {steps:5d} steps  FD {fd:7.2f}   ({seconds:5.1f} s for {n_eval} samples)")
+
+# %% [markdown]
+# The table, with the baselines:
+
+# %%
+print(f"{'sampler':<10} {'NFE':>5} {'FD':>8} {'FD / PCA-Gaussian':>18} {'seconds':>8}")
+for r in results:
+    print(f"{r['sampler']:<10} {r['steps']:>5} {r['fd']:>8.2f} {r['fd'] / baselines['fd_pca_gaussian']:>18.2f} "
+          f"{r['seconds']:>8.1f}")
+print(f"{'PCA-Gaussian':<16} {baselines['fd_pca_gaussian']:>8.2f}")
+print(f"{'real vs real':<16} {baselines['fd_real_vs_real']:>8.2f}")
+
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for name, marker in (("ancestral", "o"), ("DDIM", "s")):
+    rows = [r for r in results if r["sampler"] == name]
+    ax.plot([r["steps"] for r in rows], [r["fd"] for r in rows], marker=marker, label=name)
+ax.axhline(baselines["fd_pca_gaussian"], color="tab:red", ls="--", label="PCA-Gaussian")
+ax.axhline(baselines["fd_real_vs_real"], color="0.4", ls=":", label="real vs real")
+ax.set(xscale="log", yscale="log", xlabel="network evaluations per sample (NFE)", ylabel=f"FD (n = {n_eval})",
+       title="sample quality against sampling cost")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The bars of this chapter, against the baselines of this run:
+#
+# - the best FD is at most half the PCA-Gaussian's;
+# - DDIM with at most 50 steps comes within 1.25× of the best ancestral result.
+
+# %%
+best = min(results, key=lambda r: r["fd"])
+best_ancestral = min((r for r in results if r["sampler"] == "ancestral"), key=lambda r: r["fd"])
+best_ddim50 = min((r for r in results if r["sampler"] == "DDIM" and r["steps"] <= 50), key=lambda r: r["fd"])
+print(f"best: {best['sampler']} with {best['steps']} steps, FD {best['fd']:.2f} "
+      f"= {best['fd'] / baselines['fd_pca_gaussian']:.2f} × the PCA-Gaussian's")
+print(f"best DDIM (≤ 50 steps): {best_ddim50['steps']} steps, FD {best_ddim50['fd']:.2f} "
+      f"= {best_ddim50['fd'] / best_ancestral['fd']:.2f} × the best ancestral ({best_ancestral['steps']} steps)")
+assert best["fd"] <= 0.5 * baselines["fd_pca_gaussian"], (best, baselines)
+assert best_ddim50["fd"] <= 1.25 * best_ancestral["fd"], (best_ddim50, best_ancestral)
+
+metrics = {"fd": best["fd"], "closed_form_max_z": closed_form_max_z}
+metrics.update({f"fd_{r['sampler'].lower()}_{r['steps']}": r["fd"] for r in results})
+genbook.report("05_ddpm", metrics=metrics, baselines=baselines, n_samples=n_eval,
+               parameters=count_parameters(model), train_steps=cfg["steps"],
+               best=f"{best['sampler']} {best['steps']} steps")
+
+# %% [markdown]
+# The same 16 starting noises under each sampler and step count: DDIM changes
+# little between step counts (it is a deterministic map that converges as the
+# steps shrink), while ancestral sampling draws fresh noise at every step and
+# ends somewhere else each time.
+
+# %%
+fig, axes = plt.subplots(len(samples), 1, figsize=(9, 0.75 * len(samples)))
+for ax, ((name, steps), images) in zip(axes, samples.items()):
+    genbook.show_images(images, nrow=16, ax=ax)
+    ax.set_title(f"{name}, {steps} steps", fontsize=8, loc="left")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Finally, what DDIM does along the way: the predicted clean image
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta)/\sqrt{\bar\alpha_t}$ at each of 10 steps.
+# Coarse shape is decided first, at high noise; detail is added last.
+
+# %%
+steps10 = spaced_timesteps(T, 10)
+_, path = ddim_sample(eps_model, (6, 1, 28, 28), schedule, steps10, generator=torch.Generator().manual_seed(1234),
+                      device=device, return_trajectory=True)
+rows = []
+for i, x_t in zip(reversed(range(10)), path[:-1]):
+    a = schedule.alphas_bar[steps10[i]].item()
+    with torch.inference_mode():
+        eps = _eps(eps_model, x_t.to(device), int(steps10[i])).cpu()
+    rows.append(((x_t - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(-1, 1))
+grid = torch.stack(rows, dim=1).reshape(-1, 1, 28, 28)  # sample-major: one row per sample
+genbook.show_images(grid, nrow=10, title="predicted x̂_0 along 10 DDIM steps (left: t = T)")
+plt.show()
+
+# %% [markdown]
+# **What about "draw me a sneaker"?** Everything here is unconditional. Class- and
+# text-conditional generation, and the classifier-free guidance that makes it work
+# well, are the subject of chapter 08; genbook's `UNet` already takes a class label
+# (`num_classes=...`) for it.
+#
+# ## Exercises
+#
+# **Exercise 5.1: the forward-process posterior.** Write `posterior(x0, x_t, t, schedule)`
+# that returns the mean $\tilde\mu_t(x_t, x_0)$ and the variance $\tilde\beta_t$ of
+# $q(x_{t-1} \mid x_t, x_0)$ (eq. 7) for a batch: `x0` and `x_t` of shape (B, C, H, W),
+# `t` of shape (B,) with indices 0..T−1 (index 0 is the paper's $t = 1$, where
+# $\bar\alpha_{t-1} = \bar\alpha_0 = 1$). Use `schedule.alphas_bar`, `schedule.alphas` and
+# `schedule.betas` (float64 tensors of shape (T,)); return the variance with shape (B,).
+# The check compares with Bayes' rule for two Gaussians.
+
+# %% tags=["exercise"]
+def posterior(x0, x_t, t, schedule):
+    """Mean (B, C, H, W) and variance (B,) of q(x_{t−1} | x_t, x_0), Ho et al. (2020) eq. 7."""
+    # BEGIN SOLUTION
+    alphas_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), schedule.alphas_bar[:-1]])  # ᾱ_0 = 1
+    a, a_prev = schedule.alphas_bar[t], alphas_bar_prev[t]
+    beta, alpha = schedule.betas[t], schedule.alphas[t]
+    coef_x0 = (a_prev.sqrt() * beta / (1 - a)).view(-1, 1, 1, 1)
+    coef_xt = (alpha.sqrt() * (1 - a_prev) / (1 - a)).view(-1, 1, 1, 1)
+    return coef_x0 * x0 + coef_xt * x_t, (1 - a_prev) / (1 - a) * beta
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.ddpm import check_posterior
+
+check_posterior(posterior)
+print("posterior: correct")
+
+# %% [markdown]
+# **Exercise 5.2: v-prediction.** Salimans and Ho (2022) let the network predict
+# $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0$, which is what $F_\theta$ in
+# our `NoisePredictor` learns. Since $(x_t, v)$ is $(x_0, \varepsilon)$ rotated by an angle
+# $\phi$ with $\cos\phi = \sqrt{\bar\alpha_t}$, both can be recovered. Write
+# `eps_and_x0_from_v(x_t, v, t, schedule)` returning $(\varepsilon, x_0)$, each of shape
+# (B, C, H, W), then convince yourself that `NoisePredictor` computes $\varepsilon$ this way.
+
+# %% tags=["exercise"]
+def eps_and_x0_from_v(x_t, v, t, schedule):
+    """(ε, x_0) from x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε and v = √ᾱ_t ε − √(1 − ᾱ_t) x_0."""
+    # BEGIN SOLUTION
+    a = schedule.alphas_bar[t].view(-1, 1, 1, 1)
+    eps = a.sqrt() * v + (1 - a).sqrt() * x_t
+    x0 = a.sqrt() * x_t - (1 - a).sqrt() * v
+    return eps, x0
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.ddpm import check_eps_and_x0_from_v
+
+check_eps_and_x0_from_v(eps_and_x0_from_v)
+print("eps_and_x0_from_v: correct")
+
+# %% [markdown]
+# **Exercise 5.3 (no check): between DDIM and ancestral.** `ddim_sample` takes
+# `eta`. Measure the FD of 20-step sampling for $\eta \in \{0, 0.5, 1\}$ (use
+# `generate(ddim_sample, 20, eta=...)` and `fashion_fd`). Which is best at 20 steps,
+# and does the order change at 100 steps? Relate your answer to the noise that
+# each step injects and to how many steps are left to remove it.
+#
+# **Exercise 5.4 (no check): the linear schedule.** Set `schedule="linear"` in
+# the fast profile's settings and run the chapter again (a new model is trained).
+# Compare the NFE table with the cosine one. Looking at the SNR figure, which
+# steps of the linear schedule does the network rarely need, and what does that
+# mean for few-step samplers?
+#
+# **Exercise 5.5 (no check): why σ matters.** Replace `variance="posterior"` by
+# `variance="beta"` ($\sigma_t^2 = \beta_t$) for ancestral sampling with 10 and 100
+# steps. Explain the difference with the respaced $\beta'_i$: how large is
+# $\beta'_i$ compared with $\tilde\beta'_i$ when a step jumps over 100 of the original steps?
+#
+# ## References
+#
+# - J. Sohl-Dickstein, E. Weiss, N. Maheswaranathan and S. Ganguli, "Deep Unsupervised
+#   Learning using Nonequilibrium Thermodynamics", ICML 2015.
+# - J. Ho, A. Jain and P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
+#   Equations (1)–(14) and Algorithms 1 and 2 are quoted from it.
+# - A. Nichol and P. Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML 2021
+#   (cosine schedule, eq. 17; respacing, sec. 4).
+# - J. Song, C. Meng and S. Ermon, "Denoising Diffusion Implicit Models", ICLR 2021 (eqs. 12 and 16).
+# - O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks for Biomedical
+#   Image Segmentation", MICCAI 2015.
+# - T. Karras, M. Aittala, T. Aila and S. Laine, "Elucidating the Design Space of
+#   Diffusion-Based Generative Models", NeurIPS 2022 (input and output scalings).
+# - T. Salimans and J. Ho, "Progressive Distillation for Fast Sampling of Diffusion Models",
+#   ICLR 2022 (v-prediction).
+# - Y. Wu and K. He, "Group Normalization", ECCV 2018; K. He et al., "Deep Residual
+#   Learning for Image Recognition", CVPR 2016; A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+# - D. P. Kingma, T. Salimans, B. Poole and J. Ho, "Variational Diffusion Models",
+#   NeurIPS 2021 (the signal-to-noise ratio view of schedules).
