@@ -1,0 +1,929 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Flow matching
+#
+# A diffusion model (chapters 05 and 06) learns to undo noise, one small stochastic
+# step at a time. Flow matching asks for something simpler: a **velocity field**
+# $v_\theta(x, t)$ whose flow carries a sample of noise, at $t=0$, to a sample of the
+# data, at $t=1$. Sampling is then solving an ordinary differential equation (ODE).
+# The surprise of Lipman et al. (2023) and Liu et al. (2023) is that such a field can
+# be learned by plain **regression** on straight lines between noise and data, with no
+# simulation of the ODE during training and no likelihood to maximise.
+#
+# This chapter builds it up in the order of the ideas:
+#
+# 1. continuous normalizing flows: the flow ODE, the continuity equation, exact likelihoods;
+# 2. the flow matching objective, why it cannot be computed, and conditional flow matching,
+#    which can and has the same gradient (checked numerically);
+# 3. Gaussian conditional paths: the optimal-transport path and the variance-preserving
+#    (diffusion) path;
+# 4. 2D experiments: fields, trajectories, and the model's exact log-likelihood through
+#    the ODE against the true density;
+# 5. ODE solvers and their measured convergence orders;
+# 6. Fashion-MNIST with chapter 05's UNet: quality against the number of network evaluations;
+# 7. rectified flow and reflow: straighter paths, fewer steps, measured.
+#
+# **Convention.** Throughout, $t=0$ is noise $p_0 = \mathcal N(0, I)$ and $t=1$ is data,
+# as in Lipman et al. (2023). Diffusion papers (and chapters 05–06) run time the other way.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+import genbook
+from genbook.data.toy2d import Checkerboard, TwoMoons, eight_gaussians
+from genbook.flow import OTPath, VPPath, log_likelihood, nfe, odeint
+from genbook.metrics import true_density_nll, wasserstein
+from genbook.metrics._threads import cpu_threads
+
+device = genbook.device()
+generator = genbook.seed_everything(0)
+chapter_start = time.perf_counter()
+print("device:", device, "| profile:", genbook.profile_name())
+
+# %%
+cfg = genbook.profile(
+    fast=dict(
+        toy=dict(width=128, depth=3, steps=2500, batch_size=256, lr=2e-3, ema=0.995, sigma_min=1e-3),
+        likelihood_model=dict(batch_size=1024, steps=3000),  # the likelihood model: longer, with a less noisy gradient
+        vp=dict(steps=1000),  # the VP-path model, drawn only
+        toy_reflow=dict(pairs=4000, pair_steps=20, steps=600, lr=5e-4),
+        n_toy_eval=1000, n_nll=2000, nll_steps=50, sample_steps=25,
+        unet=dict(channels=[16, 32], patch_size=2, attention=True),  # chapter 05's fast-profile UNet
+        image=dict(steps=1400, batch_size=32, lr=2e-3, ema=0.995, sigma_min=1e-3, t_density="logit_normal"),
+        table={"euler": [2, 4, 8], "midpoint": [2, 4]},
+        pair_solver=["midpoint", 4],
+        reflow=dict(steps=100, batch_size=64, lr=5e-4, ema=0.95),
+        n_eval=1000,
+    ),
+    full=dict(
+        toy=dict(width=256, depth=3, steps=20_000, batch_size=2048, lr=1e-3, ema=0.999, sigma_min=1e-3),
+        likelihood_model=dict(batch_size=4096, steps=30_000),
+        vp=dict(steps=20_000),
+        toy_reflow=dict(pairs=50_000, pair_steps=50, steps=10_000, lr=3e-4),
+        n_toy_eval=4000, n_nll=10_000, nll_steps=100, sample_steps=50,
+        unet=dict(channels=[64, 128, 128], patch_size=1, attention=True),
+        image=dict(steps=20_000, batch_size=128, lr=5e-4, ema=0.999, sigma_min=1e-3, t_density="logit_normal"),
+        table={"euler": [2, 4, 8, 16], "midpoint": [2, 4, 8], "heun": [2, 4, 8], "rk4": [1, 2, 4]},
+        pair_solver=["rk4", 8],
+        reflow=dict(steps=4000, batch_size=128, lr=2e-4, ema=0.999),
+        n_eval=5000,
+    ),
+)
+print(cfg)
+
+# %% [markdown]
+# ## 1. Continuous normalizing flows
+#
+# A time-dependent vector field $v_t(x)$, $t\in[0,1]$, defines a **flow** $\phi_t$ by the
+# ODE (Chen et al. 2018)
+#
+# $$
+# \frac{d}{dt}\phi_t(x) = v_t\big(\phi_t(x)\big), \qquad \phi_0(x) = x .
+# $$
+#
+# Push the noise $p_0$ through it and you get a path of densities $p_t = [\phi_t]_\# p_0$.
+# Mass is neither created nor destroyed, so $p_t$ and $v_t$ satisfy the **continuity equation**
+#
+# $$
+# \frac{\partial p_t(x)}{\partial t} + \nabla\cdot\big(p_t(x)\, v_t(x)\big) = 0 .
+# $$
+#
+# Following one particle $x_t = \phi_t(x_0)$, the continuity equation becomes the
+# **instantaneous change of variables** (Chen et al. 2018, thm. 1):
+#
+# $$
+# \frac{d}{dt}\log p_t(x_t) = -\nabla\cdot v_t(x_t)
+# \quad\Longrightarrow\quad
+# \log p_1(x_1) = \log p_0(x_0) - \int_0^1 \nabla\cdot v_t(x_t)\,dt .
+# $$
+#
+# So a CNF gives *exact* likelihoods: integrate the ODE backwards from a data point
+# $x_1$ to its noise $x_0$ while accumulating the divergence. A CNF trained by maximum
+# likelihood needs this integral, with an ODE solver inside every training step (FFJORD,
+# Grathwohl et al. 2019, makes the trace cheap with Hutchinson's estimator, yet training
+# stays slow). Flow matching trains $v_\theta$ without ever solving the ODE.
+#
+# ## 2. Flow matching and conditional flow matching
+#
+# Suppose we knew a path $p_t$ from noise to data and a field $u_t$ that generates it.
+# **Flow matching** regresses onto it (Lipman et al. 2023, eq. 5):
+#
+# $$
+# \mathcal L_{\rm FM}(\theta) = \mathbb E_{t\sim U[0,1],\,x\sim p_t}\,\big\|v_\theta(x,t) - u_t(x)\big\|^2 .
+# $$
+#
+# We know neither $p_t$ nor $u_t$: both are integrals over the unknown data distribution.
+# The trick is to build the path from **conditional** paths, one per data point $x_1$:
+# $p_t(x\mid x_1)$ starts at $p_0$ and ends concentrated at $x_1$, generated by a
+# conditional field $u_t(x\mid x_1)$. The marginal path $p_t(x) = \int p_t(x\mid x_1)\,q(x_1)\,dx_1$
+# is then generated by the field (Lipman et al. 2023, eq. 8)
+#
+# $$
+# u_t(x) = \int u_t(x\mid x_1)\,\frac{p_t(x\mid x_1)\, q(x_1)}{p_t(x)}\,dx_1
+# = \mathbb E\big[u_t(x_t\mid x_1) \,\big|\, x_t = x\big],
+# $$
+#
+# the posterior average of the conditional velocities. Still intractable, but now comes
+# **conditional flow matching** (eq. 9):
+#
+# $$
+# \mathcal L_{\rm CFM}(\theta) = \mathbb E_{t,\,x_1\sim q,\,x\sim p_t(\cdot\mid x_1)}\,
+# \big\|v_\theta(x,t) - u_t(x\mid x_1)\big\|^2 ,
+# $$
+#
+# which only needs samples. Theorem 2 of Lipman et al.: $\nabla_\theta\mathcal L_{\rm FM} = \nabla_\theta\mathcal L_{\rm CFM}$.
+# Expand both squares: the $\|v_\theta\|^2$ terms agree, the cross terms agree because
+# $u_t(x)$ *is* the conditional expectation of $u_t(x\mid x_1)$, and what differs,
+# $\|u_t(x)\|^2$ against $\mathbb E\|u_t(x\mid x_1)\|^2$, does not depend on $\theta$. The
+# regression onto noisy targets has the regression onto their mean as its minimiser.
+#
+# ## 3. Gaussian conditional paths
+#
+# The simplest conditional paths are Gaussian, $p_t(x\mid x_1) = \mathcal N(\alpha_t x_1, \sigma_t^2 I)$,
+# reached by the conditional flow $\psi_t(x_0) = \alpha_t x_1 + \sigma_t x_0$ whose velocity is
+# $u_t = \dot\alpha_t x_1 + \dot\sigma_t x_0$ (Lipman et al. 2023, thm. 3, written in $x_0$).
+#
+# **The optimal-transport path** (eqs. 20–23) moves the mean and the width linearly:
+# $\alpha_t = t$, $\sigma_t = 1-(1-\sigma_{\min})t$. A tiny $\sigma_{\min}$ keeps $p_1(x\mid x_1)$ a
+# proper Gaussian around the data point. Then
+#
+# $$
+# x_t = \psi_t(x_0) = \big(1-(1-\sigma_{\min})t\big)\,x_0 + t\,x_1 \quad\text{(eq. 22)},
+# \qquad
+# u_t = x_1 - (1-\sigma_{\min})\,x_0 \quad\text{(eq. 23)}:
+# $$
+#
+# a straight line travelled at constant speed. With $\sigma_{\min}=0$ this is exactly the
+# **rectified flow** objective of Liu, Gong & Liu (2023, eq. 1): $\min_\theta \mathbb E\,\|x_1 - x_0 - v_\theta(x_t, t)\|^2$.
+# Albergo & Vanden-Eijnden (2023) derived the same family as *stochastic interpolants*.
+#
+# **The variance-preserving path** is diffusion seen as a flow: with $s = 1-t$ the diffusion
+# time, $\alpha_t = e^{-\frac12 T(s)}$, $T(s) = \int_0^s\beta(r)\,dr$ and $\sigma_t = \sqrt{1-\alpha_t^2}$
+# (Lipman et al. 2023, eq. 19). The marginal field of this path is Song et al.'s (2021)
+# probability-flow ODE: **diffusion is one choice of path**, a curved one.
+#
+# We write the OT path from scratch, exactly as the equations read, and check it against
+# genbook's `OTPath`; and check genbook's VP path against a finite difference of its own
+# $x_t$, an independent reference for the velocity.
+
+# %%
+def ot_path(x0, x1, t, sigma_min):
+    """x_t and u_t of the OT conditional path. x0, x1: (B, D); t: (B,)."""
+    t = t[:, None]
+    x_t = (1 - (1 - sigma_min) * t) * x0 + t * x1  # eq. 22
+    u_t = x1 - (1 - sigma_min) * x0  # eq. 23
+    return x_t, u_t
+
+
+x0, x1, t = torch.randn(512, 2, generator=generator), eight_gaussians().sample(512, generator), torch.rand(512)
+for sigma_min in (0.0, 0.1):
+    ours = ot_path(x0, x1, t, sigma_min)
+    path = OTPath(sigma_min)
+    err = max((ours[0] - path.sample(x0, x1, t)).abs().max(), (ours[1] - path.target(x0, x1, t)).abs().max())
+    print(f"sigma_min={sigma_min}: max |ours - genbook.flow.OTPath| = {err:.1e}")
+    assert err < 1e-6
+
+vp = VPPath()
+x0d, x1d, td = x0.double(), x1.double(), t.double().clamp(0.01, 0.99)
+h = 1e-5  # central finite difference of x_t in t: an independent check of u_t
+fd = (vp.sample(x0d, x1d, td + h) - vp.sample(x0d, x1d, td - h)) / (2 * h)
+err = (fd - vp.target(x0d, x1d, td)).abs().max().item()
+print(f"VP path: max |finite difference - u_t| = {err:.1e}")
+assert err < 1e-5
+
+# %%
+ts = torch.linspace(0, 1, 201)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+for ax, p, name in ((axes[0], OTPath(0.01), "OT path"), (axes[1], vp, "VP (diffusion) path")):
+    ax.plot(ts, p.alpha(ts), label=r"$\alpha_t$ (data)")
+    ax.plot(ts, p.sigma(ts), label=r"$\sigma_t$ (noise)")
+    ax.set_title(name)
+    ax.set_xlabel("t  (0 = noise, 1 = data)")
+    ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### The CFM gradient equals the FM gradient, numerically
+#
+# For data made of $K$ points, $q = \frac1K\sum_k\delta_{x^{(k)}}$, the marginal field is
+# computable: the posterior over which point $x_t$ came from is a softmax of Gaussian
+# log-densities, and $u_t(x)$ is the posterior average of the conditional velocities
+# (eq. 8). So we can compute both losses on the same samples for a random network and
+# compare their gradients. The losses differ (by a constant), the gradients agree up to
+# Monte Carlo noise.
+
+# %%
+def marginal_velocity(x, t, points, sigma_min):
+    """u_t(x) for data uniform on `points` (K, D) under the OT path: x (B, D), t (B,) -> (B, D) (eq. 8)."""
+    sigma = (1 - (1 - sigma_min) * t)[:, None, None]  # σ_t, (B, 1, 1)
+    mean = t[:, None, None] * points[None]  # μ_t(x1) = t x1, (B, K, D)
+    log_w = -((x[:, None] - mean) ** 2).sum(-1) / (2 * sigma[..., 0] ** 2)  # log p_t(x | x1) + const, (B, K)
+    x0 = (x[:, None] - mean) / sigma  # the noise that would have led to x from each point
+    u = points[None] - (1 - sigma_min) * x0  # u_t(x | x1), (B, K, D)
+    return (log_w.softmax(1)[..., None] * u).sum(1)
+
+
+def mlp(width=64):
+    return nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2))
+
+
+points = eight_gaussians().means.float()  # K = 8 points
+net = mlp()
+n, sigma_min = 100_000, 0.05
+x1 = points[torch.randint(len(points), (n,), generator=generator)]
+x0, t = torch.randn(n, 2, generator=generator), torch.rand(n, generator=generator)
+x_t, u_cond = ot_path(x0, x1, t, sigma_min)
+u_marg = marginal_velocity(x_t, t, points, sigma_min)
+grads = {}
+for name, target in (("FM", u_marg), ("CFM", u_cond)):
+    net.zero_grad()
+    loss = (net(torch.cat([x_t, t[:, None]], 1)) - target).square().sum(1).mean()
+    loss.backward()
+    grads[name] = torch.cat([p.grad.flatten() for p in net.parameters()])
+    print(f"L_{name} = {loss.item():.3f}")
+cosine = nn.functional.cosine_similarity(grads["FM"], grads["CFM"], dim=0).item()
+rel = ((grads["FM"] - grads["CFM"]).norm() / grads["FM"].norm()).item()
+print(f"gradients: cosine similarity {cosine:.4f}, relative difference {rel:.3f}")
+assert cosine > 0.98, cosine
+
+# %% [markdown]
+# ## 4. Flow matching in 2D
+#
+# The velocity network for points in the plane is a small MLP on $(x, t)$. The loss is
+# the CFM loss with the OT path, eq. 23 of Lipman et al., visible in `step`; genbook's
+# `fit` does the optimiser plumbing and keeps an EMA of the weights. Data are drawn fresh
+# at every step, so there is no overfitting to speak of. The 8-Gaussian model, whose
+# likelihood we measure below, trains longer on larger batches: an exact likelihood punishes
+# the slightly too wide modes that a shorter, noisier fit leaves behind, even where the
+# samples already look right.
+
+# %%
+class VelocityMLP(nn.Module):
+    """v_θ(x, t): x (B, 2), t (B,) -> (B, 2). An MLP on the concatenation [x, t]."""
+
+    def __init__(self, width: int = 128, depth: int = 3):
+        super().__init__()
+        layers, d = [], 3
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), nn.SiLU()]
+            d = width
+        self.net = nn.Sequential(*layers, nn.Linear(d, 2))
+
+    def forward(self, x, t):
+        return self.net(torch.cat([x, t[:, None].to(x.dtype)], 1))
+
+
+def stream(dist, batch_size):
+    """Endless fresh batches (x1,) from a toy distribution, on the device."""
+    while True:
+        yield (dist.sample(batch_size, generator).to(device),)
+
+
+def train_toy(dist, path, name, toy=cfg["toy"]):
+    """Fit v_θ to a toy distribution with CFM on `path`; return the EMA model."""
+    model = VelocityMLP(toy["width"], toy["depth"]).to(device)
+
+    def train(model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=toy["lr"])
+        ema = genbook.EMA(model, toy["ema"])
+        t_max = getattr(path, "t_max", 1.0)
+
+        def step(x1):
+            x0 = torch.randn_like(x1)  # noise, p_0 = N(0, I)
+            t = torch.rand(len(x1), device=x1.device) * t_max  # t ~ U[0, 1]
+            x_t = path.sample(x0, x1, t)  # x_t = α_t x1 + σ_t x0       (eq. 22 for the OT path)
+            u_t = path.target(x0, x1, t)  # u_t = α̇_t x1 + σ̇_t x0      (eq. 23)
+            return (model(x_t, t) - u_t).square().mean()  # L_CFM
+
+        history = genbook.fit(step, stream(dist, toy["batch_size"]), toy["steps"], model=model,
+                              optimizer=optimizer, ema=ema, log_every=100, desc=name)
+        model.load_state_dict(ema.model.state_dict())  # keep the EMA weights
+        return {"history": history}
+
+    model, info = genbook.load_or_train(model, train, chapter="07_flow_matching", name=name,
+                                        config={**toy, "path": repr(path), "data": repr(dist)})
+    return model.eval().requires_grad_(False), info
+
+
+toys = {"checkerboard": Checkerboard(), "eight_gaussians": eight_gaussians(), "two_moons": TwoMoons()}
+ot = OTPath(cfg["toy"]["sigma_min"])
+toy_models, toy_infos = {}, {}
+# Tiny MLPs: on a CPU one thread is faster than two at batch 256 (there is too little work to
+# share), two are faster at batch 1024. The 2D sections then stay on one thread; the UNet
+# section restores the default.
+default_threads = torch.get_num_threads()
+for key, dist in toys.items():
+    settings = {**cfg["toy"], **cfg["likelihood_model"]} if key == "eight_gaussians" else cfg["toy"]
+    if device.type == "cpu":
+        torch.set_num_threads(default_threads if settings["batch_size"] >= 1024 else 1)
+    toy_models[key], toy_infos[key] = train_toy(dist, ot, f"toy_{key}", settings)
+# The VP model is only drawn (its trajectories), so a shorter run is enough.
+vp_model, vp_info = train_toy(toys["eight_gaussians"], vp, "toy_eight_gaussians_vp", {**cfg["toy"], **cfg["vp"]})
+
+# %% [markdown]
+# ### Sampling: the Euler method, from scratch
+#
+# To sample, draw $x_0\sim\mathcal N(0,I)$ and integrate $dx/dt = v_\theta(x,t)$ to $t=1$. The
+# simplest solver is Euler's: $x_{n+1} = x_n + h\,v_\theta(x_n, t_n)$ with $h = 1/N$. We write it
+# here and check it equals genbook's `odeint`, which also has midpoint, Heun and RK4 (section 5).
+
+# %%
+@torch.no_grad()
+def euler_sample(v, x, steps):
+    """Integrate dx/dt = v(x, t) from t = 0 to 1 in `steps` Euler steps. x: (B, ...)."""
+    h = 1.0 / steps
+    for n in range(steps):
+        t = torch.full((len(x),), n * h, device=x.device)
+        x = x + h * v(x, t)  # x_{n+1} = x_n + h v(x_n, t_n)
+    return x
+
+
+z = torch.randn(cfg["n_toy_eval"], 2, generator=generator).to(device)
+with torch.no_grad():
+    err = (euler_sample(toy_models["two_moons"], z, 10)
+           - odeint(toy_models["two_moons"], z, steps=10, method="euler")).abs().max().item()
+print(f"max |euler_sample - genbook.flow.odeint(method='euler')| = {err:.1e}")
+assert err < 1e-5
+
+# %% [markdown]
+# ### Quality: distance to fresh data
+#
+# We sample each model with RK4 and compare with *fresh* data by the exact 2-Wasserstein
+# distance at the same $n$; the baseline is the distance between two independent sets of
+# real samples: sampling noise alone. At $n = 1000$ that floor itself varies by a factor
+# of two from one draw to the next, so both distances are averaged over three draws (new
+# noise, new data each time). The bar: the model at most twice the floor.
+
+# %%
+toy_results = {}
+with torch.no_grad():
+    for key, dist in toys.items():
+        w_model, w_data, drawn = [], [], []
+        for draw in range(3):
+            noise_draw = z if draw == 0 else torch.randn(len(z), 2, generator=generator).to(device)
+            drawn.append(odeint(toy_models[key], noise_draw, steps=cfg["sample_steps"], method="rk4").cpu())
+            fresh, other = dist.sample(len(z), generator), dist.sample(len(z), generator)
+            w_model.append(wasserstein(drawn[-1], fresh).value)
+            w_data.append(wasserstein(other, fresh).value)
+        # the samples of the first draw (from the noise z) are the ones drawn below
+        toy_results[key] = dict(samples=drawn[0], w_model=sum(w_model) / 3, w_data=sum(w_data) / 3)
+        print(f"{key:16s} W2(model, fresh) = {toy_results[key]['w_model']:.4f}   "
+              f"W2(data, fresh) = {toy_results[key]['w_data']:.4f}   "
+              f"ratio {toy_results[key]['w_model'] / toy_results[key]['w_data']:.2f} (bar 2)   "
+              f"(per draw: model {[round(w, 3) for w in w_model]}, data {[round(w, 3) for w in w_data]})")
+for key, r in toy_results.items():
+    assert r["w_model"] <= 2 * r["w_data"], (key, r["w_model"], r["w_data"])
+
+# %%
+def draw_trajectories(ax, model, x0, steps, title, n_lines=300):
+    """Samples at t = 1 over grey ODE trajectories from t = 0."""
+    with torch.no_grad():
+        path = odeint(model, x0, steps=steps, method="rk4", return_path=True).cpu()  # (steps+1, B, 2)
+    ax.plot(path[:, :n_lines, 0], path[:, :n_lines, 1], color="0.6", lw=0.4, alpha=0.5)
+    ax.scatter(*path[0, :n_lines].T, s=2, c="tab:blue", label="t = 0")
+    ax.scatter(*path[-1].T, s=2, c="tab:red", label="t = 1")
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    ax.set_xlim(-3.5, 3.5)
+    ax.set_ylim(-3.5, 3.5)
+
+
+def draw_field(ax, model, t, title):
+    """The learned velocity field v_θ(x, t) at one time, as arrows."""
+    g = torch.linspace(-3, 3, 21)
+    grid = torch.cartesian_prod(g, g).to(device)
+    with torch.no_grad():
+        v = model(grid, torch.full((len(grid),), t, device=device)).cpu()
+    grid = grid.cpu()
+    ax.quiver(grid[:, 0], grid[:, 1], v[:, 0], v[:, 1], v.norm(dim=1), cmap="viridis", width=0.004)
+    ax.set_title(title)
+    ax.set_aspect("equal")
+
+
+fig, axes = plt.subplots(3, 4, figsize=(14, 10.5))
+for row, key in zip(axes, toys):
+    draw_trajectories(row[0], toy_models[key], z, cfg["sample_steps"], f"{key}: trajectories")
+    for ax, tt in zip(row[1:], (0.0, 0.5, 0.9)):
+        draw_field(ax, toy_models[key], tt, f"v(x, t={tt})")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The OT model's trajectories are nearly straight, but they bend where particles bound for
+# different modes cross: the *marginal* field averages conditional velocities, and an
+# average of straight lines is not straight. The VP path, trained on the same data with
+# the same loss (a shorter run: it is only drawn), gives visibly curved trajectories: its
+# conditional paths themselves curve (the mean $\alpha_t x_1$ stays near 0 for a long time,
+# then rushes out).
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+draw_trajectories(axes[0], toy_models["eight_gaussians"], z, cfg["sample_steps"], "OT path")
+draw_trajectories(axes[1], vp_model, z, cfg["sample_steps"], "VP (diffusion) path")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Exact log-likelihood through the ODE
+#
+# The 8-Gaussian mixture has a smooth density we know exactly, so we can check the model's
+# likelihood. genbook's `log_likelihood` integrates the augmented ODE
+# $\frac{d}{dt}[x,\ \ell] = [v_\theta(x,t),\ \nabla\cdot v_\theta(x,t)]$ *backwards* from a data point
+# at $t=1$ to $t=0$ with fixed-step RK4, computing the divergence exactly (one autograd pass
+# per dimension, two in 2D), and returns $\log\mathcal N(x_0;0,I) + \ell(0)$ (Chen et al. 2018, eq. 4).
+#
+# First a check against an independent reference. For the field $v(x,t) = a x$ the flow is
+# $x_t = e^{at}x_0$, so $p_1 = \mathcal N(0, e^{2a}I)$ in closed form.
+
+# %%
+a = 0.7
+probe = torch.randn(100, 2, generator=generator, dtype=torch.float64)
+ours = log_likelihood(lambda x, t: a * x, probe, steps=20)
+exact = torch.distributions.Normal(0.0, math.exp(a)).log_prob(probe).sum(1)
+print(f"linear field: max |log_likelihood - closed form| = {(ours - exact).abs().max():.1e}")
+assert torch.allclose(ours, exact, atol=1e-6)
+
+# %% [markdown]
+# A second, sharper reference: for the 8-Gaussian data the *marginal* field of the OT path is
+# known in closed form. Given the mixture component $k$ (mean $\mu_k$, std $s$), $x_t$ is Gaussian
+# with mean $t\mu_k$ and variance $v_t = t^2s^2 + \sigma_t^2$, and the field that moves that Gaussian is
+# $u^k_t(x) = \mu_k + \frac{t s^2 + \sigma_t\dot\sigma_t}{v_t}(x - t\mu_k)$; the marginal field is their
+# posterior-weighted average (eq. 8). Its likelihood through the ODE must equal the true density.
+
+# %%
+def exact_mixture_field(x, t, s=0.2, sigma_min=cfg["toy"]["sigma_min"]):
+    """The marginal OT-path field u_t(x) for data Σ_k (1/K) N(μ_k, s² I): x (B, 2), t (B,) -> (B, 2)."""
+    means = eight_gaussians().means.to(x)  # μ_k, (K, 2)
+    sigma, d_sigma = 1 - (1 - sigma_min) * t, -(1 - sigma_min)
+    var = t**2 * s**2 + sigma**2  # v_t, (B,)
+    centre = t[:, None, None] * means[None]  # t μ_k, (B, K, 2)
+    log_w = -((x[:, None] - centre) ** 2).sum(-1) / (2 * var[:, None])  # equal weights and variances
+    u_k = means[None] + ((t * s**2 + sigma * d_sigma) / var)[:, None, None] * (x[:, None] - centre)
+    return (log_w.softmax(1)[..., None] * u_k).sum(1)
+
+
+check_points = eight_gaussians().sample(500, generator).double()
+exact_nll = -log_likelihood(exact_mixture_field, check_points, steps=cfg["nll_steps"]).mean().item()
+true_nll = true_density_nll(eight_gaussians(), check_points)
+print(f"exact marginal field through the ODE: NLL {exact_nll:.5f}; true density on the same points: {true_nll:.5f}")
+assert abs(exact_nll - true_nll) < 1e-3
+
+# %% [markdown]
+# Now the trained model, on fresh data. The true density's entropy $H = -\mathbb E\log p(x)$ is the
+# average NLL a perfect model reaches; `true_density_nll` gives the true density's NLL on
+# the very same points (the finite-sample reference). Bar: within 0.15 nats of the entropy.
+
+# %%
+gauss = toys["eight_gaussians"]
+fresh = gauss.sample(cfg["n_nll"], generator)
+log_p = log_likelihood(toy_models["eight_gaussians"], fresh.to(device), steps=cfg["nll_steps"]).cpu()
+nll_model = -log_p.mean().item()
+nll_true, entropy = true_density_nll(gauss, fresh), gauss.entropy()
+print(f"8 Gaussians, NLL on {len(fresh)} fresh points (nats):")
+print(f"  flow matching, OT path : {nll_model:.4f}")
+print(f"  true density, same pts : {nll_true:.4f}")
+print(f"  entropy of the density : {entropy:.4f}")
+print(f"  standard normal (t = 0): {-torch.distributions.Normal(0, 1).log_prob(fresh).sum(1).mean():.4f}")
+assert abs(nll_model - entropy) <= 0.15, (nll_model, entropy)
+
+# %%
+g = torch.linspace(-3.2, 3.2, 48)
+grid = torch.cartesian_prod(g, g)
+model_density = log_likelihood(toy_models["eight_gaussians"], grid.to(device), steps=cfg["nll_steps"]).exp().cpu()
+true_density = gauss.log_prob(grid).exp()
+fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+for ax, dens, title in ((axes[0], true_density, "true density"), (axes[1], model_density, "model, through the ODE")):
+    ax.imshow(dens.reshape(48, 48).T, origin="lower", extent=(-3.2, 3.2, -3.2, 3.2), cmap="magma")
+    ax.set_title(title)
+axes[2].hist(-log_p.numpy(), bins=60, alpha=0.6, density=True, label="model")
+axes[2].hist(-gauss.log_prob(fresh).numpy(), bins=60, alpha=0.6, density=True, label="true density")
+axes[2].axvline(entropy, color="k", ls="--", label="entropy")
+axes[2].set_xlabel("− log p(x) on fresh data (nats)")
+axes[2].legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 5. ODE solvers
+#
+# A solver's global error after $N$ steps of size $h=1/N$ shrinks as $h^p$, its order $p$
+# (Hairer, Nørsett & Wanner 1993). Higher order costs more network evaluations per step
+# (NFE): Euler 1 (order 1), midpoint 2 and Heun 2 (order 2), classic RK4 4 (order 4). We
+# measure the orders on an ODE with a closed-form solution, $\dot x = (1+t)\,x$, whose
+# solution is $x_1 = x_0\,e^{3/2}$: the slope of log-error against log-steps.
+
+# %%
+def linear_ode(x, t):
+    return (1 + t)[:, None] * x  # dx/dt = (1 + t) x
+
+
+x_start = torch.ones(1, 1, dtype=torch.float64)
+x_end = x_start * math.exp(1.5)  # x_1 = x_0 exp(∫₀¹ (1 + t) dt)
+step_counts = [4, 8, 16, 32]
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for method, order in (("euler", 1), ("midpoint", 2), ("heun", 2), ("rk4", 4)):
+    errors = [(odeint(linear_ode, x_start, steps=s, method=method) - x_end).abs().item() for s in step_counts]
+    measured = -math.log(errors[-1] / errors[-2]) / math.log(2)
+    print(f"{method:9s} errors {['%.1e' % e for e in errors]}  measured order {measured:.2f} (theory {order})")
+    assert abs(measured - order) < 0.15, (method, measured)
+    ax.loglog([nfe(method, s) for s in step_counts], errors, "o-", label=method)
+ax.set_xlabel("NFE")
+ax.set_ylabel("|error| at t = 1")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Fashion-MNIST with the UNet
+#
+# For images the velocity network is chapter 05's UNet (`genbook.nn.unet.UNet`), with
+# `time_scale=1000` so that continuous $t\in[0,1]$ is embedded like the integer timesteps it
+# was designed for. In the fast profile it folds 2×2 pixel patches into channels
+# (`patch_size=2`), which makes it about four times cheaper on a CPU. The loss is the same
+# CFM loss as in 2D, now on $(B, 1, 28, 28)$ tensors, with one change in where it looks:
+# instead of $t \sim \mathcal U[0, 1]$ we draw $t = \mathrm{sigmoid}(s)$ with $s \sim \mathcal N(0, 1)$,
+# the logit-normal density of Esser et al. (2024). Near $t = 0$ the best velocity is close to
+# the mean image minus the noise, near $t = 1$ it is almost read off $x_t$; the middle of the
+# path, where the model must decide *which* image it is making, is the hard part, and this
+# density spends more of a short training run there. Any density on $(0, 1)$ with full support
+# keeps the same minimiser: it only reweights the regression over $t$.
+
+# %%
+from genbook.data.fashion_mnist import fashion_mnist
+from genbook.metrics import fashion_evaluator, fashion_fd, image_baselines, reference_images
+from genbook.nn.unet import UNet, count_parameters
+
+torch.set_num_threads(default_threads)  # the UNet is large enough to use every core
+x_train, _ = fashion_mnist("train")
+image_path = OTPath(cfg["image"]["sigma_min"])
+
+
+def new_unet():
+    return UNet(in_channels=1, time_scale=1000.0, **cfg["unet"]).to(device)
+
+
+def train_image_model(model):
+    opt = cfg["image"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"])
+    ema = genbook.EMA(model, opt["ema"])
+
+    def step(x1):  # x1: (B, 1, 28, 28) data in [-1, 1]
+        x0 = torch.randn_like(x1)  # noise
+        if opt["t_density"] == "logit_normal":  # t = sigmoid(s), s ~ N(0, 1) (Esser et al. 2024)
+            t = torch.sigmoid(torch.randn(len(x1), device=x1.device))
+        else:  # "uniform": t ~ U[0, 1], as in 2D
+            t = torch.rand(len(x1), device=x1.device)
+        x_t = image_path.sample(x0, x1, t)  # eq. 22
+        u_t = image_path.target(x0, x1, t)  # eq. 23
+        return (model(x_t, t) - u_t).square().mean()  # L_CFM
+
+    data = genbook.batches(x_train, batch_size=opt["batch_size"], generator=generator, device=device)
+    history = genbook.fit(step, data, opt["steps"], model=model, optimizer=optimizer, ema=ema,
+                          grad_clip=1.0, log_every=25, desc="flow matching UNet")
+    model.load_state_dict(ema.model.state_dict())
+    return {"history": history}
+
+
+unet, unet_info = genbook.load_or_train(new_unet(), train_image_model, chapter="07_flow_matching",
+                                        name="fashion_fm", config={**cfg["image"], **cfg["unet"]})
+print(f"UNet: {count_parameters(unet) / 1e6:.2f}M parameters,",
+      "loaded from cache" if unet_info["cached"] else "trained")
+unet.eval().requires_grad_(False)
+genbook.plot_losses(unet_info["history"], title="CFM loss (Fashion-MNIST)")
+plt.show()
+
+# %% [markdown]
+# ### Quality against network evaluations
+#
+# All samplers start from the same noise. FD is the Fréchet distance in the features of
+# genbook's own Fashion-MNIST classifier (not Inception FID), at $n$ samples against $n$ test
+# images, next to two baselines at the same $n$: real training images (the floor) and a
+# Gaussian on the top principal components (PCA-Gaussian).
+
+# %%
+n_eval = cfg["n_eval"]
+evaluator = fashion_evaluator()
+reference = reference_images(n_eval)
+baselines = image_baselines(n_eval, evaluator=evaluator)
+noise = torch.randn(n_eval, 1, 28, 28, generator=generator).to(device)
+
+
+@torch.no_grad()
+def sample_images(model, z, method, steps, batch=500):
+    """ODE samples from noise z (N, 1, 28, 28), in chunks, clamped to [-1, 1]."""
+    out = [odeint(model, z[i:i + batch], steps=steps, method=method) for i in range(0, len(z), batch)]
+    return torch.cat(out).clamp(-1, 1).cpu()
+
+
+table, image_samples = [], {}
+for method, step_list in cfg["table"].items():
+    for steps in step_list:
+        start = time.perf_counter()
+        imgs = sample_images(unet, noise, method, steps)
+        fd = fashion_fd(imgs, reference, evaluator=evaluator)
+        image_samples[method, steps] = imgs
+        table.append(dict(method=method, steps=steps, nfe=nfe(method, steps), fd=fd,
+                          seconds=time.perf_counter() - start))
+print(f"{'solver':9s} {'steps':>5s} {'NFE':>4s} {'FD':>8s} {'seconds':>8s}")
+for row in table:
+    print(f"{row['method']:9s} {row['steps']:5d} {row['nfe']:4d} {row['fd']:8.2f} {row['seconds']:8.1f}")
+print(f"baselines at n={n_eval}: real vs real {baselines['fd_real_vs_real']:.2f}, "
+      f"PCA-Gaussian {baselines['fd_pca_gaussian']:.2f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 3.8))
+for method in cfg["table"]:
+    rows = [r for r in table if r["method"] == method]
+    ax.plot([r["nfe"] for r in rows], [r["fd"] for r in rows], "o-", label=method)
+ax.axhline(baselines["fd_pca_gaussian"], color="tab:gray", ls="--", label="PCA-Gaussian")
+ax.axhline(baselines["fd_real_vs_real"], color="k", ls=":", label="real vs real")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("NFE per sample")
+ax.set_ylabel(f"FD (n={n_eval})")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The bar: the best sampler with at most 20 evaluations per sample reaches at most half
+# the PCA-Gaussian's FD.
+
+# %%
+best = min((r for r in table if r["nfe"] <= 20), key=lambda r: r["fd"])
+print(f"best at <= 20 NFE: {best['method']} with {best['steps']} steps ({best['nfe']} NFE): FD {best['fd']:.2f} "
+      f"= {best['fd'] / baselines['fd_pca_gaussian']:.2f} x PCA-Gaussian")
+assert best["fd"] <= 0.5 * baselines["fd_pca_gaussian"], (best, baselines)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+genbook.show_images(image_samples[best["method"], best["steps"]][:48], nrow=12, ax=axes[0],
+                    title=f"flow matching, {best['method']}, {best['nfe']} NFE")
+genbook.show_images(image_samples["euler", 2][:48], nrow=12, ax=axes[1], title="flow matching, Euler, 2 NFE")
+plt.show()
+
+# %% [markdown]
+# ## 7. Rectified flow and reflow
+#
+# The learned flow pairs each noise $x_0$ with a sample $x_1 = \phi_1(x_0)$. These pairs are a
+# *deterministic coupling* of noise and data, and Liu, Gong & Liu (2023) show two things
+# about training a new flow on straight lines between them (**reflow**): the new flow has the
+# same marginals, and its transport cost does not increase; its paths become straighter
+# (theorem 3.5 and sec. 3.3). Trajectories that no longer cross need no curvature, and a
+# straight path is integrated exactly by a single Euler step. Here one reflow: generate
+# pairs with the trained model, then fine-tune a copy on them with the same loss (now with
+# $\sigma_{\min}=0$, the rectified flow objective), $x_0$ given instead of drawn.
+#
+# First in 2D, on the two moons, where we can watch the trajectories.
+
+# %%
+def train_reflow_toy(base, dist_name):
+    rf = cfg["toy_reflow"]
+    model = VelocityMLP(cfg["toy"]["width"], cfg["toy"]["depth"]).to(device)
+    rect = OTPath(0.0)
+
+    def train(model):
+        model.load_state_dict(base.state_dict())
+        z0 = torch.randn(rf["pairs"], 2, generator=generator).to(device)
+        with torch.no_grad():
+            z1 = odeint(base, z0, steps=rf["pair_steps"], method="rk4")  # the coupling (x0, φ1(x0))
+        optimizer = torch.optim.Adam(model.parameters(), lr=rf["lr"])
+        ema = genbook.EMA(model, cfg["toy"]["ema"])
+
+        def step(x0, x1):
+            t = torch.rand(len(x1), device=x1.device)
+            return (model(rect.sample(x0, x1, t), t) - rect.target(x0, x1, t)).square().mean()  # L_CFM, σ_min = 0
+
+        data = genbook.batches(z0, z1, batch_size=cfg["toy"]["batch_size"], generator=generator, device=device)
+        history = genbook.fit(step, data, rf["steps"], model=model, optimizer=optimizer, ema=ema, log_every=100,
+                              desc="reflow (2D)")
+        model.load_state_dict(ema.model.state_dict())
+        return {"history": history}
+
+    model, _ = genbook.load_or_train(model, train, chapter="07_flow_matching", name=f"toy_{dist_name}_reflow",
+                                     config={**cfg["toy"], **rf})
+    return model.eval().requires_grad_(False)
+
+
+with cpu_threads(1 if device.type == "cpu" else None):
+    moons_reflow = train_reflow_toy(toy_models["two_moons"], "two_moons")
+fresh = toys["two_moons"].sample(len(z), generator)
+print(f"two moons, W2 to fresh data (floor {toy_results['two_moons']['w_data']:.3f}):")
+with torch.no_grad():
+    for steps in (1, 2, 4):
+        w = [wasserstein(odeint(m, z, steps=steps).cpu(), fresh).value for m in (toy_models["two_moons"], moons_reflow)]
+        print(f"  Euler {steps} step(s): original {w[0]:.3f}   reflow {w[1]:.3f}")
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+draw_trajectories(axes[0], toy_models["two_moons"], z, cfg["sample_steps"], "original flow")
+draw_trajectories(axes[1], moons_reflow, z, cfg["sample_steps"], "after one reflow")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Now on Fashion-MNIST. The pairs are the images the table above already generated (noise
+# and the sampler's output, a cheap but accurate solver), so reflow costs no extra sampling.
+# We compare 2-step Euler sampling of the original and the reflowed model on **fresh** noise,
+# so that the reflowed model is not scored on the very noise it was fine-tuned on.
+
+# %%
+pair_method, pair_steps = cfg["pair_solver"]
+pair_images = image_samples[pair_method, pair_steps]  # φ1(noise), clamped to [-1, 1]
+rect = OTPath(0.0)
+
+
+def train_reflow(model):
+    rf = cfg["reflow"]
+    model.load_state_dict(unet.state_dict())  # start from the trained flow
+    model.requires_grad_(True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=rf["lr"])
+    ema = genbook.EMA(model, rf["ema"])
+
+    def step(x0, x1):  # a fixed coupling: x0 noise, x1 = φ1(x0)
+        t = torch.rand(len(x1), device=x1.device)
+        x_t = rect.sample(x0, x1, t)  # x_t = (1 − t) x0 + t x1
+        return (model(x_t, t) - rect.target(x0, x1, t)).square().mean()  # ||x1 − x0 − v(x_t, t)||², Liu et al. eq. 1
+
+    data = genbook.batches(noise, pair_images, batch_size=rf["batch_size"], generator=generator, device=device)
+    history = genbook.fit(step, data, rf["steps"], model=model, optimizer=optimizer, ema=ema, grad_clip=1.0,
+                          log_every=25, desc="reflow UNet")
+    model.load_state_dict(ema.model.state_dict())
+    return {"history": history}
+
+
+reflow_unet, _ = genbook.load_or_train(new_unet(), train_reflow, chapter="07_flow_matching", name="fashion_reflow",
+                                       config={**cfg["image"], **cfg["unet"], **cfg["reflow"],
+                                               "pairs": cfg["pair_solver"]})
+reflow_unet.eval().requires_grad_(False)
+
+fresh_noise = torch.randn(n_eval, 1, 28, 28, generator=generator).to(device)
+two_step = {}
+for name, model in (("original", unet), ("reflow", reflow_unet)):
+    imgs = sample_images(model, fresh_noise, "euler", 2)
+    two_step[name] = dict(images=imgs, fd=fashion_fd(imgs, reference, evaluator=evaluator))
+    print(f"{name:9s} Euler, 2 NFE: FD {two_step[name]['fd']:.2f}")
+assert two_step["reflow"]["fd"] < 0.9 * two_step["original"]["fd"], two_step
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+for ax, name in zip(axes, two_step):
+    genbook.show_images(two_step[name]["images"][:48], nrow=12, ax=ax, title=f"{name}, 2 Euler steps")
+plt.show()
+
+# %% [markdown]
+# Two Euler steps of the original flow average over all the images a noise could become
+# (the field at $t=0$ points at the mean of the data), which gives blurry prototypes; after
+# reflow the straight couplings let two steps land on sharp, individual images. The price
+# is a little diversity and fidelity at many steps (the coupling carries the first model's
+# errors), which is why reflow is usually followed by distillation into one step in the
+# papers (Liu et al. 2023, sec. 2.3).
+#
+# ## Results
+
+# %%
+metrics = {
+    "fd_best_le20nfe": best["fd"],
+    "nfe_best": best["nfe"],
+    "fd_euler2_original": two_step["original"]["fd"],
+    "fd_euler2_reflow": two_step["reflow"]["fd"],
+    "nll_8gaussians_ot": nll_model,
+    **{f"w2_{k}": r["w_model"] for k, r in toy_results.items()},
+    **{f"fd_{r['method']}_{r['nfe']}nfe": r["fd"] for r in table},
+}
+baseline_values = {
+    **baselines,
+    "entropy_8gaussians": entropy,
+    "nll_true_density_same_points": nll_true,
+    **{f"w2_data_{k}": r["w_data"] for k, r in toy_results.items()},
+}
+record = genbook.report("07_flow_matching", metrics=metrics, baselines=baseline_values, n_eval=n_eval,
+                        n_toy_eval=cfg["n_toy_eval"])
+for key, value in {**record["metrics"], **record["baselines"]}.items():
+    print(f"{key:32s} {value:10.4f}")
+print(f"chapter wall time so far: {time.perf_counter() - chapter_start:.0f} s")
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 7.1: another Gaussian path.** The cosine (trigonometric) path of stochastic
+# interpolants (Albergo & Vanden-Eijnden 2023) uses $\alpha_t = \sin(\pi t/2)$ and
+# $\sigma_t = \cos(\pi t/2)$, so $\alpha_t^2+\sigma_t^2 = 1$ (variance preserving) with a path that
+# still starts at noise and ends at the data. Write `cosine_path(x0, x1, t)` returning
+# $(x_t, u_t)$ with $u_t = \dot\alpha_t x_1 + \dot\sigma_t x_0$.
+
+# %% tags=["exercise"]
+def cosine_path(x0, x1, t):
+    """x_t and u_t of the cosine path. x0, x1: (B, D); t: (B,) in [0, 1]."""
+    # BEGIN SOLUTION
+    angle = (math.pi / 2 * t)[:, None]
+    x_t = torch.sin(angle) * x1 + torch.cos(angle) * x0
+    u_t = math.pi / 2 * (torch.cos(angle) * x1 - torch.sin(angle) * x0)
+    return x_t, u_t
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.flow_matching import check_cosine_path
+
+check_cosine_path(cosine_path)
+
+# %% [markdown]
+# **Exercise 7.2: Heun's sampler.** Write `heun_sample(v, x, steps)`: `steps` steps of
+# Heun's method from $t=0$ to $t=1$, $x \leftarrow x + h\,(k_1 + k_2)/2$ with
+# $k_1 = v(x, t)$, $k_2 = v(x + h k_1, t + h)$. Call `v(x, t)` with `t` of shape $(B,)$.
+
+# %% tags=["exercise"]
+def heun_sample(v, x, steps):
+    """`steps` Heun steps of dx/dt = v(x, t) from t = 0 to 1; x: (B, D)."""
+    # BEGIN SOLUTION
+    h = 1.0 / steps
+    for n in range(steps):
+        t = torch.full((len(x),), n * h, dtype=x.dtype)
+        k1 = v(x, t)
+        k2 = v(x + h * k1, t + h)
+        x = x + 0.5 * h * (k1 + k2)
+    return x
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.flow_matching import check_heun_sampler
+
+check_heun_sampler(heun_sample)
+
+# %% [markdown]
+# **Exercise 7.3: Hutchinson's trace estimator.** For images the exact divergence needs one
+# backward pass per pixel. FFJORD (Grathwohl et al. 2019, eq. 7) replaces it by
+# $\nabla\cdot v = \mathbb E_\varepsilon[\varepsilon^\top \tfrac{\partial v}{\partial x}\varepsilon]$ for probes with
+# $\mathbb E[\varepsilon\varepsilon^\top] = I$, one vector–Jacobian product per probe. Write
+# `hutchinson_divergence(v, x, t, probes)` that averages $\varepsilon^\top J\varepsilon$ over the
+# given probes (K, B, D).
+
+# %% tags=["exercise"]
+def hutchinson_divergence(v, x, t, probes):
+    """Mean over the probes ε (K, B, D) of εᵀ (∂v/∂x) ε at (x, t): shape (B,)."""
+    # BEGIN SOLUTION
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = v(x, t)
+        total = torch.zeros(len(x), dtype=x.dtype)
+        for eps in probes:
+            (vjp,) = torch.autograd.grad(out, x, grad_outputs=eps, retain_graph=True)  # εᵀ J
+            total = total + (vjp * eps).sum(1)
+    return total / len(probes)
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.flow_matching import check_hutchinson_divergence
+
+check_hutchinson_divergence(hutchinson_divergence)
+
+# %% [markdown]
+# **Exercise 7.4 (no check): the VP path on images.** Train the Fashion-MNIST model with
+# `VPPath()` instead of the OT path (sample $t$ up to `VPPath().t_max`), keeping everything
+# else. Compare the FD-against-NFE table. Which solver suffers most, and why does the
+# curvature of the VP trajectories explain it?
+#
+# **Exercise 7.5 (no check): a second reflow.** Run reflow again on the reflowed 2D moons
+# model. Does 1-step Euler improve further? Measure the straightness
+# $\mathbb E\int_0^1\|\,x_1 - x_0 - v(x_t,t)\|^2dt$ of each flow (Liu et al. 2023, eq. 6).
+#
+# **Exercise 7.6 (no check): where to spend the training.** Set `t_density="uniform"` in the
+# image settings and train again (a new model: the setting is part of the checkpoint's key).
+# Compare the FD table with the logit-normal model's. Then plot the CFM loss of the trained
+# model as a function of $t$ (bin 10,000 test pairs by $t$): where is the regression hardest?
+#
+# ## References
+#
+# - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud, "Neural Ordinary Differential
+#   Equations", NeurIPS 2018.
+# - W. Grathwohl, R. T. Q. Chen, J. Bettencourt, I. Sutskever, D. Duvenaud, "FFJORD: Free-form
+#   Continuous Dynamics for Scalable Reversible Generative Models", ICLR 2019.
+# - Y. Lipman, R. T. Q. Chen, H. Ben-Hamu, M. Nickel, M. Le, "Flow Matching for Generative
+#   Modeling", ICLR 2023.
+# - X. Liu, C. Gong, Q. Liu, "Flow Straight and Fast: Learning to Generate and Transfer Data
+#   with Rectified Flow", ICLR 2023.
+# - M. S. Albergo, E. Vanden-Eijnden, "Building Normalizing Flows with Stochastic
+#   Interpolants", ICLR 2023.
+# - A. Tong, K. Fatras, N. Malkin, G. Huguet, Y. Zhang, J. Rector-Brooks, G. Wolf, Y. Bengio,
+#   "Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal
+#   Transport", TMLR 2024.
+# - Y. Song, J. Sohl-Dickstein, D. P. Kingma, A. Kumar, S. Ermon, B. Poole, "Score-Based
+#   Generative Modeling through Stochastic Differential Equations", ICLR 2021
+#   (the probability-flow ODE).
+# - P. Esser, S. Kulal, A. Blattmann, et al., "Scaling Rectified Flow Transformers for
+#   High-Resolution Image Synthesis", ICML 2024 (logit-normal sampling of t).
+# - E. Hairer, S. P. Nørsett, G. Wanner, *Solving Ordinary Differential Equations I*, Springer 1993.
