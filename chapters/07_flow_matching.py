@@ -49,7 +49,6 @@ import genbook
 from genbook.data.toy2d import Checkerboard, TwoMoons, eight_gaussians
 from genbook.flow import OTPath, VPPath, log_likelihood, nfe, odeint
 from genbook.metrics import true_density_nll, wasserstein
-from genbook.metrics._threads import cpu_threads
 
 device = genbook.device()
 generator = genbook.seed_everything(0)
@@ -720,7 +719,7 @@ def train_reflow_toy(base, dist_name):
     return model.eval().requires_grad_(False)
 
 
-with cpu_threads(1 if device.type == "cpu" else None):
+with genbook.cpu_threads(1 if device.type == "cpu" else None):
     moons_reflow = train_reflow_toy(toy_models["two_moons"], "two_moons")
 fresh = toys["two_moons"].sample(len(z), generator)
 print(f"two moons, W2 to fresh data (floor {toy_results['two_moons']['w_data']:.3f}):")

@@ -9,7 +9,7 @@ The names a chapter needs most are available at the top level::
 """
 
 from .checkpoint import CheckpointError, load_or_train
-from .devices import autocast, device
+from .devices import autocast, cpu_threads, device
 from .plotting import image_grid, plot_losses, show_images
 from .profiles import profile, profile_name
 from .progress import progress
@@ -21,7 +21,7 @@ from .validation import check_tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "EMA", "CheckpointError", "History", "autocast", "batches", "check_tensor", "device", "fit",
+    "EMA", "CheckpointError", "History", "autocast", "batches", "check_tensor", "cpu_threads", "device", "fit",
     "image_grid", "load_or_train", "plot_losses", "profile", "profile_name", "progress", "report",
     "seed_everything", "show_images",
 ]

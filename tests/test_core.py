@@ -82,3 +82,18 @@ def test_check_tensor_messages():
         check_tensor(x, "samples", min_batch=10)
     with pytest.raises(TypeError, match="must be a torch.Tensor, got list"):
         check_tensor([1, 2], "x")
+
+
+def test_cpu_threads_sets_and_restores_and_rejects_bad_counts():
+    before = torch.get_num_threads()
+    with genbook.cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with genbook.cpu_threads(None):  # leaves the setting alone
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), genbook.cpu_threads(1):  # restored even when the block raises
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    for bad in (0, -2, 1.5, "2", True):
+        with pytest.raises(ValueError, match="positive int or None"), genbook.cpu_threads(bad):
+            pass

@@ -9,7 +9,7 @@ accuracy, the fraction of class-conditional samples that the evaluator
 assigns to the requested class.
 
 Training is deterministic: fixed seed, fixed step count (4 epochs), always on
-the CPU in float32 on one thread (see ``_threads.py``), about 40 s, cached with
+the CPU in float32 on one thread (see ``genbook.devices.cpu_threads``), about 50 s on a 2-core CPU, cached with
 ``load_or_train``.
 The config holds no profile setting, so the fast and full profiles train the
 same evaluator (each caches its own copy, since cache keys include the profile)
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbook.checkpoint import load_or_train
+from genbook.devices import cpu_threads
 from genbook.devices import device as default_device
-from genbook.metrics._threads import cpu_threads
 from genbook.metrics.frechet import frechet_distance
 from genbook.metrics.kid import KID, kernel_inception_distance
 from genbook.validation import check_tensor
@@ -43,7 +43,7 @@ CONFIG = {
     "batch_size": 256,
     "lr": 1e-2,
     "seed": 0,
-    "threads": 1,  # CPU threads while training (None: leave torch's setting), see _threads.py
+    "threads": 1,  # CPU threads while training (None: leave torch's setting), see genbook.devices.cpu_threads
 }
 
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbook.checkpoint import load_or_train
+from genbook.devices import cpu_threads
 from genbook.devices import device as default_device
-from genbook.metrics._threads import cpu_threads
 from genbook.validation import check_tensor
 
 GRID = 3  # cells per side
@@ -47,7 +47,7 @@ CONFIG = {
     "batch_images": 64,
     "lr": 3e-3,
     "seed": 0,
-    "threads": 1,  # CPU threads while training (None: leave torch's setting), see _threads.py
+    "threads": 1,  # CPU threads while training (None: leave torch's setting), see genbook.devices.cpu_threads
 }
 
 
