@@ -19,8 +19,10 @@ from genbook.nn import (
 )
 
 
-def reference_mha(mha: MultiHeadAttention, x, context=None, allowed=None):
-    """Multi-head attention with a Python loop over heads and explicit softmax (no SDPA)."""
+def reference_mha(mha: MultiHeadAttention, x, context=None, allowed=None, bias=None):
+    """Multi-head attention with a Python loop over heads and explicit softmax (no SDPA).
+
+    bias: (H, T_q, T_k), added to head h's scores."""
     context = x if context is None else context
     q = x @ mha.q_proj.weight.T + mha.q_proj.bias
     kv = context @ mha.kv_proj.weight.T + mha.kv_proj.bias
@@ -29,6 +31,8 @@ def reference_mha(mha: MultiHeadAttention, x, context=None, allowed=None):
     for h in range(mha.n_heads):
         sl = slice(h * mha.d_head, (h + 1) * mha.d_head)
         scores = q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(mha.d_head)
+        if bias is not None:
+            scores = scores + bias[h]
         if allowed is not None:
             scores = scores.masked_fill(~allowed, float("-inf"))
         heads.append(torch.softmax(scores, -1) @ v[..., sl])
@@ -82,6 +86,45 @@ def test_mha_matches_loop_reference(mha, kind):
         kwargs["causal"] = True
         allowed = causal_mask(6) if allowed is None else allowed & causal_mask(6)
     assert (mha(x, **kwargs) - reference_mha(mha, x, allowed=allowed)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["bias", "bias+padding", "bias+causal"])
+def test_attn_bias_is_added_to_each_heads_scores(mha, kind):
+    """A float bias per head (ALiBi-style distance penalty) is added before the softmax, on both paths."""
+    x = torch.randn(2, 6, 32)
+    distance = (torch.arange(6)[:, None] - torch.arange(6)[None]).abs().float()
+    bias = -torch.tensor([1.0, 0.5, 0.25, 0.0])[:, None, None] * distance  # (H, T, T)
+    kwargs, allowed = {}, None
+    if "padding" in kind:
+        padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+        kwargs["key_padding_mask"], allowed = padding, (~padding)[:, None, :].expand(2, 6, 6)
+    if "causal" in kind:
+        kwargs["causal"], allowed = True, causal_mask(6)
+    want = reference_mha(mha, x, allowed=allowed, bias=bias)
+    assert (mha(x, attn_bias=bias, **kwargs) - want).abs().max() < 1e-5
+    with record_attention(mha) as maps:
+        assert (mha(x, attn_bias=bias, **kwargs) - want).abs().max() < 1e-5
+    if "causal" in kind:
+        assert (maps[""].triu(1) == 0).all()
+    assert (mha(x, attn_bias=torch.zeros(6, 6)) - mha(x)).abs().max() < 1e-6  # a zero bias changes nothing
+
+
+def test_attn_bias_is_learnable_and_checked(mha):
+    bias = torch.zeros(4, 1, 5, requires_grad=True)  # (H, 1, T_k): one learned score per head and key
+    mha(torch.randn(2, 5, 32), attn_bias=bias).square().sum().backward()
+    assert bias.grad is not None and bias.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"attn_bias of shape \(3, 5, 5\) does not broadcast to \(B, H, T_q, T_k\)"):
+        mha(torch.randn(2, 5, 32), attn_bias=torch.zeros(3, 5, 5))
+    with pytest.raises(TypeError, match="attn_bias must be a floating point tensor"):
+        mha(torch.randn(2, 5, 32), attn_bias=torch.zeros(5, 5, dtype=torch.long))
+
+
+def test_naive_attention_adds_a_float_mask_like_sdpa():
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 6, 8, generator=g) for _ in range(3))
+    bias = torch.randn(3, 6, 6, generator=g)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert (naive_attention(q, k, v, bias) - want).abs().max() < 1e-5
 
 
 def test_mha_matches_torch_multihead_attention(mha):

@@ -1,6 +1,6 @@
 """Neural-network parts shared by the chapters: attention, positional encodings, transformers.
 
-Written and explained in chapter 01; reused by BERT and ViT (02), the VQ-VAE prior (03),
+Written and explained in chapter 01 (patches in chapter 02); reused by BERT and ViT (02), the VQ-VAE prior (03),
 latent diffusion's cross-attention (08) and DALL·E (09).
 """
 
@@ -15,6 +15,7 @@ from .attention import (
     record_attention,
     sinusoidal_table,
 )
+from .patches import patchify, unpatchify
 from .transformer import (
     GPT,
     DecoderBlock,
@@ -29,5 +30,6 @@ from .transformer import (
 __all__ = [
     "GPT", "DecoderBlock", "EncoderBlock", "EncoderDecoder", "LearnedPositionalEncoding", "MultiHeadAttention",
     "SinusoidalPositionalEncoding", "TokenEmbedding", "attention_weights", "causal_mask", "count_parameters",
-    "feed_forward", "naive_attention", "positional_encoding", "record_attention", "sinusoidal_table", "top_k_filter",
+    "feed_forward", "naive_attention", "patchify", "positional_encoding", "record_attention", "sinusoidal_table",
+    "top_k_filter", "unpatchify",
 ]

@@ -49,14 +49,17 @@ def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | str | N
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(Q Kᵀ / √d_k) with masked scores set to -inf, written out (eq. 1 without V).
+    """softmax(Q Kᵀ / √d_k + bias) with masked scores set to -inf, written out (eq. 1 without V).
 
-    q: (..., T_q, d_k); k: (..., T_k, d_k); attn_mask: bool, True = may attend,
-    broadcastable to (..., T_q, T_k). Returns (..., T_q, T_k); each row sums to 1.
+    q: (..., T_q, d_k); k: (..., T_k, d_k); attn_mask broadcastable to (..., T_q, T_k),
+    as in ``F.scaled_dot_product_attention``: bool, True = may attend, or float, added
+    to the scores (a position bias; -inf hides a key). Returns (..., T_q, T_k); each row sums to 1.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # Q Kᵀ / √d_k, (..., T_q, T_k)
-    if attn_mask is not None:
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        scores = scores + attn_mask
     return scores.softmax(dim=-1)
 
 
@@ -105,7 +108,11 @@ class MultiHeadAttention(nn.Module):
         return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *,
-                key_padding_mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+                key_padding_mask: torch.Tensor | None = None, causal: bool = False,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T_q, C) -> (B, T_q, C). attn_bias: float, broadcastable to (B, H, T_q, T_k), added
+        to the scores Q Kᵀ / √d_k before the softmax (e.g. ALiBi's distance penalty, Press et al. 2022).
+        """
         check_tensor(x, "x", shape=("B", "T_q", self.d_model), dtype="floating")
         context = x if context is None else context
         b, t_q = x.shape[:2]
@@ -116,12 +123,21 @@ class MultiHeadAttention(nn.Module):
         q = self.split_heads(self.q_proj(x))  # (B, H, T_q, d_head)
         k, v = map(self.split_heads, self.kv_proj(context).chunk(2, dim=-1))  # (B, H, T_k, d_head) each
 
-        mask = None  # bool, True = may attend, broadcast to (B, H, T_q, T_k)
+        mask = None  # bool, True = may attend (float once a bias is added), broadcast to (B, H, T_q, T_k)
         if key_padding_mask is not None:
             check_tensor(key_padding_mask, "key_padding_mask", shape=(b, t_k), dtype=torch.bool)
             mask = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, T_k)
         if causal and (mask is not None or t_q != t_k or self.record):
             mask = causal_mask(t_q, t_k, x.device) if mask is None else mask & causal_mask(t_q, t_k, x.device)
+        if attn_bias is not None:
+            check_tensor(attn_bias, "attn_bias", dtype="floating")
+            if attn_bias.dim() > 4 or not _broadcastable(attn_bias.shape, (b, self.n_heads, t_q, t_k)):
+                raise ValueError(f"attn_bias of shape {tuple(attn_bias.shape)} does not broadcast to "
+                                 f"(B, H, T_q, T_k) = {(b, self.n_heads, t_q, t_k)}.")
+            if causal and mask is None:
+                mask = causal_mask(t_q, t_k, x.device)
+            bias = attn_bias.to(q.dtype)
+            mask = bias if mask is None else torch.where(mask, bias, float("-inf"))
         use_is_causal = causal and mask is None  # lets SDPA pick its fused causal kernel
 
         if self.record:  # the explicit path, keeping the weights for figures
@@ -136,6 +152,10 @@ class MultiHeadAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, context_dim={self.context_dim}"
+
+
+def _broadcastable(shape, target) -> bool:
+    return all(a in (1, b) for a, b in zip(reversed(tuple(shape)), reversed(tuple(target))))
 
 
 @contextlib.contextmanager

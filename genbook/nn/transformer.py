@@ -35,7 +35,8 @@ def feed_forward(d_model: int, d_ff: int, dropout: float, activation: str) -> nn
 class EncoderBlock(nn.Module):
     """Self-attention over the whole sequence (every token sees every other), then a feed-forward.
 
-    x: (B, S, C), key_padding_mask: (B, S) bool, True = padding. Returns (B, S, C).
+    x: (B, S, C), key_padding_mask: (B, S) bool, True = padding; attn_bias: float, broadcastable
+    to (B, H, S, S), added to the attention scores (see :class:`MultiHeadAttention`). Returns (B, S, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
@@ -48,8 +49,9 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        attend = lambda h: self.drop(self.self_attn(h, key_padding_mask=key_padding_mask))
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        attend = lambda h: self.drop(self.self_attn(h, key_padding_mask=key_padding_mask, attn_bias=attn_bias))
         if self.norm_first:  # pre-norm: x + Sublayer(LN(x))
             x = x + attend(self.norm1(x))
             return x + self.ff(self.norm2(x))
