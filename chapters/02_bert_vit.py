@@ -567,20 +567,26 @@ class Classifier(nn.Module):
         return self.head(self.encoder.pooled(h))  # (B, K) logits
 
 
-def finetune(model):
-    generator = genbook.seed_everything(3)  # the same batches for both models
-    optimizer = torch.optim.AdamW(model.parameters(), lr=F_["lr"], weight_decay=0.01)
-    step_count = iter(range(F_["steps"]))
+def train_classifier(model, x, y, settings, seed, weight_decay=0.01):
+    """Cross-entropy on batches of (x, y), AdamW with warm-up and cosine decay, settings["steps"] steps."""
+    generator = genbook.seed_everything(seed)  # the same batches for every model trained with this seed
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=weight_decay)
+    step_count = iter(range(settings["steps"]))
 
-    def step(ids, y):
+    def step(inputs, labels):
         for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), F_["steps"], F_["lr"], F_["warmup"])
-        return F.cross_entropy(model(ids), y)
+            group["lr"] = lr_schedule(next(step_count), settings["steps"], settings["lr"], settings["warmup"])
+        return F.cross_entropy(model(inputs), labels)
 
-    data = genbook.batches(x_label, y_label, batch_size=F_["batch_size"], generator=generator, device=device)
-    history = genbook.fit(step, data, F_["steps"], model=model, optimizer=optimizer, grad_clip=1.0,
-                          log_every=10, desc="fine-tuning")
-    return {"history": history}
+    data = genbook.batches(x, y, batch_size=settings["batch_size"], generator=generator, device=device)
+    start = time.perf_counter()
+    history = genbook.fit(step, data, settings["steps"], model=model, optimizer=optimizer, grad_clip=1.0,
+                          log_every=max(1, settings["steps"] // 20), desc=type(model).__name__)
+    return {"history": history, "seconds_per_step": (time.perf_counter() - start) / settings["steps"]}
+
+
+def finetune(model):
+    return train_classifier(model, x_label, y_label, F_, seed=3)
 
 
 @torch.no_grad()
@@ -790,27 +796,14 @@ print(f"ViT: {count_parameters(vit):,} parameters, logits {tuple(out.shape)}; "
 # optimiser, batches and number of steps, and score them on the 10,000 test images.
 
 # %%
-def train_classifier(model):
-    generator = genbook.seed_everything(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=V_["lr"], weight_decay=0.05)
-    step_count = iter(range(V_["steps"]))
-
-    def step(images, labels):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), V_["steps"], V_["lr"], V_["warmup"])
-        return F.cross_entropy(model(images), labels)
-
-    data = genbook.batches(x_train, y_train, batch_size=V_["batch_size"], generator=generator, device=device)
-    start = time.perf_counter()
-    history = genbook.fit(step, data, V_["steps"], model=model, optimizer=optimizer, grad_clip=1.0, log_every=50,
-                          desc=type(model).__name__)
-    return {"history": history, "seconds_per_step": (time.perf_counter() - start) / V_["steps"]}
+def train_on_fashion(model):
+    return train_classifier(model, x_train, y_train, V_, seed=0, weight_decay=0.05)  # section 5's loop
 
 
 image_config = {k: V_[k] for k in ("steps", "batch_size", "lr", "warmup")}
-vit, vit_info = genbook.load_or_train(vit, train_classifier, chapter="02_bert_vit", name="vit",
+vit, vit_info = genbook.load_or_train(vit, train_on_fashion, chapter="02_bert_vit", name="vit",
                                       config={**image_config, **vit_settings})
-cnn, cnn_info = genbook.load_or_train(cnn, train_classifier, chapter="02_bert_vit", name="cnn",
+cnn, cnn_info = genbook.load_or_train(cnn, train_on_fashion, chapter="02_bert_vit", name="cnn",
                                       config={**image_config, "widths": list(cfg["cnn"]["widths"])})
 vit_accuracy = accuracy(vit, x_test_img, y_test_img)
 cnn_accuracy = accuracy(cnn, x_test_img, y_test_img)
