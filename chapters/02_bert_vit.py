@@ -177,18 +177,19 @@ print(f"pretraining text (first 90% of each training work): {len(train_stream):,
 # says nothing about the hidden token; everything must come from the
 # neighbours, through attention. To *find* its neighbours, a head must learn
 # from the learned position table that position 17 is next to 16 and 18, and
-# that table starts as random noise. A left-and-right trigram count table
-# predicts about 30% of masked tokens of this corpus, yet when we trained this
-# small BERT with learned positions alone for the budget of this chapter, its
-# accuracy at `[MASK]` never left the unigram level: it had not yet discovered
-# where its neighbours are (exercise 2.4 lets you watch this plateau). We keep
+# that table starts as random noise. The neighbours carry much of the answer
+# (a table of which token stands between two given tokens, counted on the
+# training text, already fills many gaps), yet in our trials this small BERT with
+# learned positions alone stayed close to the unigram level for the whole budget
+# of this chapter: it had not yet discovered where its neighbours are
+# (exercise 2.4 lets you watch this plateau). We keep
 # BERT's position table and add **ALiBi** (Press et al., 2022) to every
 # attention score: a fixed penalty that grows with distance, with a different
 # slope $m_h$ in each head $h$, symmetric here because an encoder looks both ways
 # (as in MosaicBERT, Portes et al., 2023, a recipe for pretraining BERT fast):
 #
 # $$
-# \operatorname{score}_h(i, j) = rac{q_i \cdot k_j}{\sqrt{d_k}} - m_h\, |i - j|,
+# \operatorname{score}_h(i, j) = \frac{q_i \cdot k_j}{\sqrt{d_k}} - m_h\, |i - j|,
 # \qquad m_h = 2^{-4h/H},\; h = 1, \dots, H .
 # $$
 #
