@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbook.checkpoint import load_or_train
-from genbook.devices import cpu_threads
 from genbook.devices import device as default_device
+from genbook.metrics.evaluator_training import train_one_cycle
 from genbook.metrics.frechet import frechet_distance
 from genbook.metrics.kid import KID, kernel_inception_distance
 from genbook.validation import check_tensor
@@ -115,34 +115,20 @@ def train_fashion_evaluator(model: FashionEvaluator, config: dict = CONFIG) -> d
 
     start, cpu_start = time.perf_counter(), time.process_time()
     x, y = fashion_mnist("train")
-    generator = torch.Generator().manual_seed(config["seed"])
-    batch = config["batch_size"]
-    steps_per_epoch = len(x) // batch
-    steps = config["epochs"] * steps_per_epoch
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
-    model.cpu().train()
-    losses = []
-    with cpu_threads(config["threads"]):
-        for _ in range(config["epochs"]):
-            order = torch.randperm(len(x), generator=generator)
-            for step in range(steps_per_epoch):
-                index = order[step * batch : (step + 1) * batch]
-                loss = F.cross_entropy(model(x[index]), y[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                losses.append(loss.detach())
+    losses = train_one_cycle(
+        model, len(x), lambda index: F.cross_entropy(model(x[index]), y[index]),
+        epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"],
+        threads=config["threads"],
+    )
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    model.eval()
+    steps = len(losses)
     x_test, y_test = fashion_mnist("test")
     return {
         "train_seconds": round(train_seconds, 2),  # wall clock, data loading included
         "train_cpu_seconds": round(cpu_seconds, 2),  # CPU time: about the wall time on an idle machine
         "steps": steps,
         "test_accuracy": model.accuracy(x_test, y_test),
-        "losses": torch.stack(losses)[:: max(1, steps // 200)].tolist(),  # about 200 points for a plot
+        "losses": losses[:: max(1, steps // 200)].tolist(),  # about 200 points for a plot
     }
 
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbook.checkpoint import load_or_train
-from genbook.devices import cpu_threads
 from genbook.devices import device as default_device
+from genbook.metrics.evaluator_training import train_one_cycle
 from genbook.validation import check_tensor
 
 GRID = 3  # cells per side
@@ -190,31 +190,20 @@ def train_shapes_evaluator(model: ShapesEvaluator, config: dict = CONFIG) -> dic
     start, cpu_start = time.perf_counter(), time.process_time()
     data = make_shapes(config["train_images"], seed=config["train_seed"], size=config["image_size"])
     targets = cell_targets(data.labels)
-    batch = config["batch_images"]
-    steps_per_epoch = len(data) // batch
-    steps = config["epochs"] * steps_per_epoch
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
-    generator = torch.Generator().manual_seed(config["seed"])
-    model.cpu().train()
-    losses = []
-    with cpu_threads(config["threads"]):
-        for _ in range(config["epochs"]):
-            order = torch.randperm(len(data), generator=generator)
-            for step in range(steps_per_epoch):
-                index = order[step * batch : (step + 1) * batch]
-                logits = model(data.images[index])
-                loss = sum(
-                    F.cross_entropy(logits[name].flatten(0, 1), targets[name][index].flatten(), ignore_index=-1)
-                    for name in HEADS
-                )  # attributes of empty cells are -1: ignored
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                losses.append(loss.detach())
+
+    def loss_of_batch(index):
+        logits = model(data.images[index])
+        return sum(
+            F.cross_entropy(logits[name].flatten(0, 1), targets[name][index].flatten(), ignore_index=-1)
+            for name in HEADS
+        )  # attributes of empty cells are -1: ignored
+
+    losses = train_one_cycle(
+        model, len(data), loss_of_batch, epochs=config["epochs"], batch_size=config["batch_images"],
+        lr=config["lr"], seed=config["seed"], threads=config["threads"],
+    )
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    model.eval()
+    steps = len(losses)
     held_out = make_shapes(config["held_out_images"], seed=config["held_out_seed"], size=config["image_size"])
     accuracies = attribute_accuracies(model.read(held_out.images), held_out.labels)
     return {
@@ -222,7 +211,7 @@ def train_shapes_evaluator(model: ShapesEvaluator, config: dict = CONFIG) -> dic
         "train_cpu_seconds": round(cpu_seconds, 2),  # CPU time: about the wall time on an idle machine
         "steps": steps,
         "held_out_accuracy": accuracies,
-        "losses": torch.stack(losses)[:: max(1, steps // 200)].tolist(),
+        "losses": losses[:: max(1, steps // 200)].tolist(),
     }
 
 
