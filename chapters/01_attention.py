@@ -470,34 +470,25 @@ print(f"\n{len(train_pairs):,} training pairs, {len(heldout_pairs):,} held-out p
 # $$
 #
 # The optimiser is AdamW with a short linear warm-up and a cosine decay of the
-# learning rate (the paper warms up, then decays as $1/\sqrt{\text{step}}$).
+# learning rate to 5% of its peak, `genbook.warmup_cosine` (the paper warms up,
+# then decays as $1/\sqrt{\text{step}}$).
 # Batches group sources of similar length so that little compute goes into padding.
 
 # %%
-def lr_schedule(step, steps, peak, warmup):
-    """Linear warm-up to `peak`, then cosine decay to peak / 20."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train_seq2seq(model, settings, seed):
     """Teacher-forced cross-entropy on the date pairs; returns the history and the time per step."""
     generator = genbook.seed_everything(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], betas=(0.9, 0.98), weight_decay=0.01)
-    step_count = iter(range(settings["steps"]))
 
     def step(src, tgt):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), settings["steps"], settings["lr"], settings["warmup"])
         logits = model(src, tgt[:, :-1])  # (B, T, V): predict y_t from y_<t and the source
         return F.cross_entropy(logits.reshape(-1, V.size), tgt[:, 1:].reshape(-1), ignore_index=V.PAD)
 
     data = dates.length_batches(src_train, tgt_train, settings["batch_size"], generator=generator, device=device)
     start = time.perf_counter()
+    schedule = genbook.warmup_cosine(settings["lr"], settings["steps"], settings["warmup"])
     history = genbook.fit(step, data, settings["steps"], model=model, optimizer=optimizer, grad_clip=1.0,
-                          log_every=50, desc=type(model).__name__)
+                          lr_schedule=schedule, log_every=50, desc=type(model).__name__)
     return {"history": history, "seconds_per_step": (time.perf_counter() - start) / settings["steps"],
             "training_tokens": int(settings["steps"] * settings["batch_size"]  # source + target tokens read
                                    * ((src_train != V.PAD).sum() + (tgt_train != V.PAD).sum() - len(tgt_train))
@@ -765,18 +756,15 @@ def random_windows(ids, batch_size, block_size, generator):
 def train_gpt(model):
     generator = genbook.seed_everything(3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=P["lr"], betas=(0.9, 0.99), weight_decay=0.0)
-    step_count = iter(range(P["steps"]))
 
     def step(x, y):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), P["steps"], P["lr"], P["warmup"])
         logits = model(x)  # (B, T, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))  # -1/T sum log p(x_t | x_<t)
 
     start = time.perf_counter()
     data = random_windows(train_ids, P["batch_size"], P["block_size"], generator)
     history = genbook.fit(step, data, P["steps"], model=model, optimizer=optimizer, grad_clip=1.0, log_every=50,
-                          desc="GPT")
+                          lr_schedule=genbook.warmup_cosine(P["lr"], P["steps"], P["warmup"]), desc="GPT")
     return {"history": history, "seconds_per_step": (time.perf_counter() - start) / P["steps"],
             "training_tokens": P["steps"] * P["batch_size"] * P["block_size"]}
 

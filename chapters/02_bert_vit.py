@@ -42,7 +42,6 @@
 # `fast` runs on a 2-core CPU in under three minutes; `full` is the same chapter for one GPU.
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
@@ -58,7 +57,7 @@ from genbook.nn import EncoderBlock, count_parameters, record_attention
 cfg = genbook.profile(
     fast=dict(
         vocab_size=2000, seq_len=64, mask_check_tokens=200_000,
-        bert=dict(d_model=96, n_heads=4, n_layers=2, steps=600, batch_size=64, lr=2e-3, warmup=60),
+        bert=dict(d_model=96, n_heads=4, n_layers=2, steps=500, batch_size=64, lr=2e-3, warmup=50),
         finetune=dict(labels_per_class=100, test_per_class=400, steps=120, batch_size=32, lr=5e-4, warmup=12),
         vit=dict(patch=7, d_model=64, n_heads=4, n_layers=3, steps=1000, batch_size=128, lr=3e-3, warmup=50),
         cnn=dict(widths=(24, 48, 64)),
@@ -73,14 +72,6 @@ cfg = genbook.profile(
 )
 device = genbook.device()
 print("profile:", genbook.profile_name(), "| device:", device)
-
-
-def lr_schedule(step, steps, peak, warmup):
-    """Linear warm-up to `peak`, then cosine decay to peak / 20 (as in chapter 01)."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 # %% [markdown]
@@ -419,18 +410,16 @@ def mlm_batches(stream, batch_size, generator, p_choose=P_CHOOSE_PRETRAIN):
 def pretrain(model):
     generator = genbook.seed_everything(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=B_["lr"], betas=(0.9, 0.98), weight_decay=0.01)
-    step_count = iter(range(B_["steps"]))
 
     def step(ids, segments, labels):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), B_["steps"], B_["lr"], B_["warmup"])
         h = model(ids, segments)  # (B, T, C)
         chosen = labels != -100  # t ∈ M
         return F.cross_entropy(model.mlm_logits(h[chosen]), labels[chosen])  # L_MLM
 
     start = time.perf_counter()
     history = genbook.fit(step, mlm_batches(train_stream, B_["batch_size"], generator), B_["steps"], model=model,
-                          optimizer=optimizer, grad_clip=1.0, log_every=50, desc="BERT pretraining")
+                          optimizer=optimizer, grad_clip=1.0, log_every=50, desc="BERT pretraining",
+                          lr_schedule=genbook.warmup_cosine(B_["lr"], B_["steps"], B_["warmup"]))
     return {"history": history, "seconds": time.perf_counter() - start}
 
 
@@ -572,17 +561,15 @@ def train_classifier(model, x, y, settings, seed, weight_decay=0.01):
     """Cross-entropy on batches of (x, y), AdamW with warm-up and cosine decay, settings["steps"] steps."""
     generator = genbook.seed_everything(seed)  # the same batches for every model trained with this seed
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=weight_decay)
-    step_count = iter(range(settings["steps"]))
 
     def step(inputs, labels):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(next(step_count), settings["steps"], settings["lr"], settings["warmup"])
         return F.cross_entropy(model(inputs), labels)
 
     data = genbook.batches(x, y, batch_size=settings["batch_size"], generator=generator, device=device)
     start = time.perf_counter()
+    schedule = genbook.warmup_cosine(settings["lr"], settings["steps"], settings["warmup"])
     history = genbook.fit(step, data, settings["steps"], model=model, optimizer=optimizer, grad_clip=1.0,
-                          log_every=max(1, settings["steps"] // 20), desc=type(model).__name__)
+                          lr_schedule=schedule, log_every=max(1, settings["steps"] // 20), desc=type(model).__name__)
     return {"history": history, "seconds_per_step": (time.perf_counter() - start) / settings["steps"]}
 
 

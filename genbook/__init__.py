@@ -15,7 +15,7 @@ from .profiles import profile, profile_name
 from .progress import progress
 from .report import report
 from .seeding import seed_everything
-from .training import EMA, History, batches, fit
+from .training import EMA, History, batches, fit, warmup_cosine
 from .validation import check_tensor
 
 __version__ = "0.1.0"
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "EMA", "CheckpointError", "History", "autocast", "batches", "check_tensor", "cpu_threads", "device", "fit",
     "image_grid", "load_or_train", "plot_losses", "profile", "profile_name", "progress", "report",
-    "seed_everything", "show_images",
+    "seed_everything", "show_images", "warmup_cosine",
 ]

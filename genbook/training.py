@@ -3,8 +3,9 @@
 The chapter writes ``step(batch)``: it computes the loss (the equation of the
 paper, in plain sight) and returns it. ``fit`` does everything around it:
 moving batches to the device, bf16 autocast on CUDA, zero_grad / backward /
-optimizer step, gradient clipping, the EMA update, a progress bar, and logging
-every ``log_every`` steps without a host synchronisation per step.
+optimizer step, the learning-rate schedule, gradient clipping, the EMA update,
+a progress bar, and logging every ``log_every`` steps without a host
+synchronisation per step.
 
 A step that does its own updates (a GAN's two players) returns a dict of
 detached numbers instead and passes ``optimizer=None``.
@@ -13,6 +14,7 @@ detached numbers instead and passes ``optimizer=None``.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -85,6 +87,7 @@ def fit(
     log_every: int = 50,
     desc: str = "train",
     amp: bool = True,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> History:
     """Run ``steps`` training steps of ``step(*batch)``; return the logged history.
 
@@ -92,9 +95,13 @@ def fit(
         of already-detached numbers when it updates the parameters itself.
     data: an iterator of batches (tuples of tensors), e.g. from :func:`batches`.
     model: the module being trained (needed for grad_clip and ema).
+    lr_schedule: step index (0, 1, ...) -> learning rate, set on every parameter group
+        before that step (e.g. :func:`warmup_cosine`).
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}.")
+    if lr_schedule is not None and optimizer is None:
+        raise ValueError("fit(): lr_schedule needs the optimizer=... whose learning rate it sets.")
     if (grad_clip or ema) and model is None:
         raise ValueError("fit(): pass model=... to use grad_clip or ema.")
     if model is not None:
@@ -105,6 +112,9 @@ def fit(
     for i in bar:
         batch = next(data)
         batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if lr_schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_schedule(i)
         with autocast(dev, enabled=amp):
             out = step(*batch)
         if optimizer is not None:
@@ -131,3 +141,24 @@ def fit(
     if model is not None:
         model.eval()
     return history
+
+
+def warmup_cosine(peak: float, steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
+    """Step -> learning rate: linear warm-up to ``peak`` over ``warmup`` steps, then a cosine
+    decay to ``floor * peak`` at the last step (Loshchilov & Hutter 2017, without restarts).
+
+    lr(s) = peak (s + 1) / warmup for s < warmup, else
+    peak (floor + (1 - floor) (1 + cos(pi p)) / 2) with p = (s - warmup) / (steps - warmup).
+    """
+    if not (peak > 0 and isinstance(steps, int) and steps >= 1 and isinstance(warmup, int) and 0 <= warmup
+            and 0 <= floor <= 1):
+        raise ValueError(f"warmup_cosine needs peak > 0, steps >= 1, warmup >= 0 and floor in [0, 1]; "
+                         f"got peak={peak!r}, steps={steps!r}, warmup={warmup!r}, floor={floor!r}.")
+
+    def lr(step: int) -> float:
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return lr

@@ -100,3 +100,32 @@ def test_show_images_and_plot_losses_draw():
     assert len(ax.lines) == 2
     with pytest.raises(ValueError, match="history is empty"):
         genbook.plot_losses({})
+
+
+def test_warmup_cosine_follows_its_formula():
+    lr = genbook.warmup_cosine(1e-3, steps=110, warmup=10)
+    assert [lr(s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])  # linear warm-up, (s + 1) / warmup
+    assert lr(10) == pytest.approx(1e-3)  # the top of the cosine
+    assert lr(60) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way down
+    assert lr(110) == pytest.approx(5e-5)  # floor * peak
+    assert all(lr(s) >= lr(s + 1) for s in range(10, 110))
+    with pytest.raises(ValueError, match="warmup_cosine needs"):
+        genbook.warmup_cosine(0.0, steps=10, warmup=1)
+    with pytest.raises(ValueError, match="warmup_cosine needs"):
+        genbook.warmup_cosine(1e-3, steps=10, warmup=-1)
+
+
+def test_fit_sets_the_scheduled_lr_before_each_step():
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = []
+
+    def step(x):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return model(x).square().mean()
+
+    data = iter([(torch.randn(4, 2),)] * 5)
+    genbook.fit(step, data, 5, model=model, optimizer=optimizer, lr_schedule=lambda s: 0.1 * (s + 1), amp=False)
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    with pytest.raises(ValueError, match="lr_schedule needs the optimizer"):
+        genbook.fit(lambda x: {"loss": 0.0}, iter([(torch.zeros(1),)]), 1, lr_schedule=lambda s: 0.1)
