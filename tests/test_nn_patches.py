@@ -48,3 +48,5 @@ def test_bad_inputs_raise_clear_errors():
         unpatchify(torch.randn(1, 6, 16), 4, 1)
     with pytest.raises(ValueError, match="height 10 does not fit"):
         unpatchify(torch.randn(1, 6, 16), 4, 1, height=10)
+    with pytest.raises(ValueError, match="height 0 does not fit"):  # not a division by zero
+        unpatchify(torch.randn(1, 6, 16), 4, 1, height=0)

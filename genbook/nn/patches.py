@@ -50,7 +50,7 @@ def unpatchify(patches: torch.Tensor, patch_size: int, channels: int, height: in
         if rows * rows != n:
             raise ValueError(f"{n} patches do not form a square grid; pass height= for a rectangular image.")
     else:
-        if height % p or n % (height // p):
+        if not isinstance(height, int) or height < p or height % p or n % (height // p):
             raise ValueError(f"height {height} does not fit {n} patches of size {p}.")
         rows = height // p
     cols = n // rows
