@@ -8,6 +8,7 @@ The names a chapter needs most are available at the top level::
     genbook.seed_everything(0)
 """
 
+from . import switches
 from .checkpoint import CheckpointError, load_or_train
 from .devices import autocast, cpu_threads, device
 from .plotting import image_grid, plot_losses, show_images
@@ -19,6 +20,8 @@ from .training import EMA, History, batches, fit, warmup_cosine
 from .validation import check_tensor
 
 __version__ = "0.1.0"
+
+switches.check_all()  # a misspelt GENBOOK_* switch fails here, even when every model is cached
 
 __all__ = [
     "EMA", "CheckpointError", "History", "autocast", "batches", "check_tensor", "cpu_threads", "device", "fit",

@@ -1,33 +1,147 @@
 """Load-or-train: train a model once, then load it on every later run.
 
-A checkpoint is keyed by chapter, name, profile and a hash of the config, so
-changing a setting trains a new model instead of loading a stale one. Files are
-written atomically (temporary file, then rename) and read with
-``torch.load(weights_only=True)``, which cannot run code hidden in a file. A
-corrupt or mismatched file raises an error that names the file; genbook never
-silently retrains over it.
+A checkpoint's file is named by chapter, name, profile and a hash of the config,
+so changing a setting trains a new model instead of loading a stale one. The file
+also records a hash of the code that built and trained the model
+(:func:`source_key`: the source of the model's classes and of the training
+function, with the functions and classes of the same notebook or module that it
+uses); when that code changed, the model is retrained (one line says so) and the
+file overwritten. Files are written atomically (temporary file, then rename),
+with the permissions the umask allows and the same bytes for the same weights,
+and read with ``torch.load(weights_only=True)``, which cannot run code hidden in
+a file. A corrupt or mismatched file raises an error that names the file;
+genbook never silently retrains over it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
+import io
 import json
 import os
-import tempfile
+import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .paths import checkpoint_dir
+from . import switches
+from .paths import REPO_ROOT, checkpoint_dir
 from .profiles import profile_name
 
 FORMAT = "genbook-checkpoint-1"
+RETRAIN_ALL = "all"
+RETRAIN_EXTRA_TARGETS = ("metrics",)  # the shared evaluators (genbook.metrics) are cached under this name
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used (corrupt, or for another config or model)."""
+
+
+class StaleCheckpointError(CheckpointError):
+    """A checkpoint was trained by other code than the code now asking for it."""
+
+
+# --------------------------------------------------------------- what code trained the model
+
+
+def _source_text(obj) -> str:
+    """The source of a function or class; a stable stand-in where there is none (builtins, C code)."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        pass
+    if inspect.isclass(obj):  # a class defined in a notebook cell: its methods still have source
+        methods = [_source_text(v) for _, v in sorted(vars(obj).items()) if inspect.isfunction(v)]
+        return f"class {obj.__qualname__}\n" + "\n".join(methods)
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return code.co_code.hex() + repr(code.co_names)
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # nested functions and lambdas
+            names |= _code_names(const)
+    return names
+
+
+def _is_own(obj, module: str | None) -> bool:
+    """A function or class of ``module`` (the notebook or module being keyed), not a library's."""
+    return (inspect.isfunction(obj) or inspect.isclass(obj)) and module is not None and obj.__module__ == module
+
+
+def _unwrap(fn):
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            return fn
+
+
+def _references(obj) -> list:
+    """Functions and classes of obj's own module that obj uses (by global name or closure)."""
+    module = getattr(obj, "__module__", None)
+    functions = [obj] if inspect.isfunction(obj) else []
+    if inspect.isclass(obj):
+        functions = [v for v in vars(obj).values() if inspect.isfunction(v)]
+    found = []
+    for fn in functions:
+        for name in sorted(_code_names(fn.__code__)):
+            value = fn.__globals__.get(name)
+            if _is_own(value, module):
+                found.append(value)
+        for cell in fn.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if _is_own(value, module):
+                found.append(value)
+    if inspect.isclass(obj):
+        found += [base for base in obj.__mro__[1:] if not base.__module__.startswith(("torch", "builtins"))]
+    return found
+
+
+def source_key(model: nn.Module, train: Callable) -> str:
+    """A hash of the code that builds and trains ``model``.
+
+    It covers the source of the classes of ``model`` and of its submodules (those
+    not from torch), of ``train``, and, followed through global names and closures,
+    of the functions and classes of the same notebook or module that they use (a
+    loss, a step function, a helper). ``inspect.getsource`` reads functions defined
+    in notebook cells too. Code without source (builtins, C extensions) counts by
+    its name only. Library code (torch, or genbook when called from a notebook) is
+    not followed; names are not hashed, so the same code in another module gives
+    the same key.
+    """
+    roots = [_unwrap(train)]
+    if not (inspect.isfunction(roots[0]) or inspect.isclass(roots[0])):
+        roots.append(type(roots[0]))  # a callable object: key its class
+    classes = {type(m) for m in model.modules()}
+    roots += sorted((c for c in classes if not c.__module__.startswith("torch")),
+                    key=lambda c: (c is not type(model), c.__qualname__))
+    seen: dict[int, str] = {}
+    queue = list(roots)
+    while queue:
+        obj = queue.pop(0)
+        if id(obj) in seen:
+            continue
+        seen[id(obj)] = f"{getattr(obj, '__qualname__', '?')}\n{_source_text(obj)}"
+        queue += _references(obj)
+    digest = hashlib.sha256()
+    for text in sorted(seen.values()):
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def config_key(config: dict) -> str:
@@ -48,8 +162,13 @@ def checkpoint_path(chapter: str, name: str, config: dict, profile: str | None =
     return checkpoint_dir() / chapter / f"{name}-{profile}-{config_key(config)}.pt"
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | None = None) -> None:
-    """Write ``model``'s weights, its config and ``extra`` (plain data) atomically to ``path``."""
+def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | None = None,
+                    source: str | None = None) -> None:
+    """Write ``model``'s weights, its config, ``extra`` (plain data) and the ``source`` key atomically to ``path``.
+
+    The file gets the permissions the umask allows (a shared ``GENBOOK_CHECKPOINTS`` works)
+    and the same bytes for the same contents (no temporary name is recorded inside).
+    """
     path = Path(path)
     try:  # plain data only, so that weights_only loading can read it back
         extra = json.loads(json.dumps(extra or {}))
@@ -61,22 +180,35 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | No
         "config": json.loads(json.dumps(config, sort_keys=True)),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
+        "source": source,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    buffer = io.BytesIO()  # in memory: torch.save names a file's records after the file, a temporary name here
+    torch.save(payload, buffer)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:  # open() honours the umask, unlike tempfile's 0600
+            f.write(buffer.getvalue())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def load_checkpoint(path: Path, model: nn.Module, config: dict) -> dict:
+def _unreadable_reason(err: Exception) -> str:
+    """Why torch could not read a file, without torch's advice to load it with weights_only=False
+    (wrong for a corrupt file, and for a malicious one it would run the code inside)."""
+    if "weights_only" in str(err) or "Unpickl" in type(err).__name__:
+        return "it holds Python objects other than tensors and plain data, which genbook refuses to unpickle"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
+
+
+def load_checkpoint(path: Path, model: nn.Module, config: dict, source: str | None = None) -> dict:
     """Load weights saved for ``config`` into ``model``; return the stored ``extra`` dict.
 
     Raises CheckpointError when the file is corrupt, was saved for another
-    config, or does not fit the model's architecture.
+    config, or does not fit the model's architecture; StaleCheckpointError when
+    ``source`` is given and the file was trained by other code (see :func:`source_key`).
     """
     path = Path(path)
     fix = f"Delete {path} to retrain, or pass the config it was trained with."
@@ -85,14 +217,18 @@ def load_checkpoint(path: Path, model: nn.Module, config: dict) -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:  # truncated zip, pickle with code in it, not a torch file...
-        reason = f"{type(err).__name__}: {err}"
-        raise CheckpointError(f"{path} is not a readable genbook checkpoint ({reason}). {fix}") from err
+        raise CheckpointError(
+            f"{path} is not a readable genbook checkpoint ({_unreadable_reason(err)}). "
+            f"Delete {path} and run again to retrain; do not load it by other means."
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file. {fix}")
     wanted = json.loads(json.dumps(config, sort_keys=True))
     if payload["config"] != wanted:
         diff = sorted(k for k in set(wanted) | set(payload["config"]) if wanted.get(k) != payload["config"].get(k))
         raise CheckpointError(f"{path} was trained with another config (differs in {diff}). {fix}")
+    if source is not None and payload.get("source") != source:
+        raise StaleCheckpointError(f"{path} was trained by other code than the code now given.")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -100,10 +236,43 @@ def load_checkpoint(path: Path, model: nn.Module, config: dict) -> dict:
     return payload["extra"]
 
 
+def retrain_targets() -> tuple[str, ...]:
+    """What ``GENBOOK_RETRAIN`` may name: the chapter slugs of book.toml and ``metrics`` (the evaluators)."""
+    from .book.manifest import load_manifest
+
+    if not (REPO_ROOT / "book.toml").is_file():  # genbook used outside the book's repository
+        return RETRAIN_EXTRA_TARGETS
+    return tuple(c.slug for c in load_manifest().chapters) + RETRAIN_EXTRA_TARGETS
+
+
+def retrain_selection() -> frozenset[str] | str:
+    """``GENBOOK_RETRAIN`` parsed: ``"all"``, or the set of slugs named (empty: retrain nothing).
+
+    Accepted (spaces and case do not matter): unset, empty or ``0`` for nothing;
+    ``1`` or ``all`` for every model; or a comma-separated list of chapter slugs from
+    book.toml and ``metrics`` (the shared evaluators), e.g. ``05_ddpm,07_flow_matching``.
+    """
+    wanted = switches.value("GENBOOK_RETRAIN")
+    if wanted in ("", "0"):
+        return frozenset()
+    if wanted in ("1", RETRAIN_ALL):
+        return RETRAIN_ALL
+    parts = [p.strip() for p in wanted.split(",")]
+    targets = retrain_targets()
+    unknown = [p for p in parts if p not in targets]
+    if unknown or not parts:
+        raise switches.invalid(
+            "GENBOOK_RETRAIN",
+            "0 or empty (retrain nothing), 1 or all (retrain every model), or a comma-separated list of "
+            f"these: {', '.join(targets)}" + (f"; not known: {', '.join(map(repr, unknown))}" if unknown else ""),
+        )
+    return frozenset(parts)
+
+
 def retrain_requested(chapter: str) -> bool:
     """Whether ``GENBOOK_RETRAIN`` asks to retrain the models of ``chapter``."""
-    wanted = [w.strip() for w in os.environ.get("GENBOOK_RETRAIN", "").split(",") if w.strip()]
-    return "1" in wanted or "all" in wanted or chapter in wanted
+    selection = retrain_selection()
+    return selection == RETRAIN_ALL or chapter in selection
 
 
 def load_or_train(
@@ -122,16 +291,26 @@ def load_or_train(
     dict plus ``cached`` (bool) and ``path``. ``retrain=True`` trains again and
     overwrites the file; so does ``GENBOOK_RETRAIN=1`` (every model) or
     ``GENBOOK_RETRAIN=05_ddpm,07_flow_matching`` (the models of those chapters).
+
+    A cached model is used only if the code that built and trained it is unchanged
+    (:func:`source_key`: the model's classes, ``train`` and the functions and classes
+    of the same notebook it uses); after an edit the model is retrained and one line
+    says so.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     path = checkpoint_path(chapter, name, config)
+    source = source_key(model, train)
     retrain = retrain or retrain_requested(chapter)
     if path.exists() and not retrain:
-        extra = load_checkpoint(path, model, config)
-        return model, {**extra, "cached": True, "path": str(path)}
+        try:
+            extra = load_checkpoint(path, model, config, source=source)
+            return model, {**extra, "cached": True, "path": str(path)}
+        except StaleCheckpointError:
+            print(f"{chapter}/{name}: the code of the model or of its training changed since {path.name} "
+                  "was saved: retraining.", flush=True)
     extra = train(model) or {}
     if not isinstance(extra, dict):
         raise TypeError(f"train(model) must return a dict or None, got {type(extra).__name__}.")
-    save_checkpoint(path, model, config, extra)
+    save_checkpoint(path, model, config, extra, source=source)
     return model, {**json.loads(json.dumps(extra)), "cached": False, "path": str(path)}

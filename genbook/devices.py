@@ -3,22 +3,56 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
+
+from . import switches
+
+
+def parse_device() -> torch.device | None:
+    """``GENBOOK_DEVICE`` as a torch device (None when unset); a value torch cannot parse is an error."""
+    override = switches.value("GENBOOK_DEVICE")
+    if not override:
+        return None
+    try:
+        return torch.device(override)
+    except RuntimeError as err:
+        raise ValueError(f"GENBOOK_DEVICE={switches.raw('GENBOOK_DEVICE')!r} is not a torch device "
+                         "(try cpu, cuda, cuda:1, mps).") from err
+
+
+def available_devices() -> list[str]:
+    """The devices this machine has, as ``GENBOOK_DEVICE`` would name them: cpu, cuda:0.., mps."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _check_available(dev: torch.device) -> torch.device:
+    present = available_devices()
+    if dev.type == "cpu":
+        return dev
+    ok = (dev.type == "mps" and "mps" in present) or (
+        dev.type == "cuda" and any(p.startswith("cuda:") for p in present)
+        and (dev.index is None or f"cuda:{dev.index}" in present))
+    if not ok:
+        raise ValueError(f"GENBOOK_DEVICE={switches.raw('GENBOOK_DEVICE')!r}: that device is not available on "
+                         f"this machine; available: {', '.join(present)} (or unset GENBOOK_DEVICE to pick the best).")
+    return dev
 
 
 def device() -> torch.device:
     """CUDA if available, then Apple's MPS, then the CPU.
 
-    ``GENBOOK_DEVICE=cpu`` (or ``cuda:1``, ...) overrides the choice.
+    ``GENBOOK_DEVICE=cpu`` (or ``cuda:1``, ...) overrides the choice; a device this
+    machine does not have is an error that lists the ones it has.
     """
-    override = os.environ.get("GENBOOK_DEVICE")
-    if override:
-        try:
-            return torch.device(override)
-        except RuntimeError as err:
-            raise ValueError(f"GENBOOK_DEVICE={override!r} is not a torch device (try cpu, cuda, mps).") from err
+    override = parse_device()
+    if override is not None:
+        return _check_available(override)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

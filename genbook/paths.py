@@ -6,28 +6,29 @@ data cache at a shared disk and CI can build in a scratch directory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from . import switches
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
     """Local data cache: ``$GENBOOK_DATA`` or ``<repo>/data``. Created on demand."""
-    path = Path(os.environ.get("GENBOOK_DATA", REPO_ROOT / "data"))
+    path = Path(switches.path_value("GENBOOK_DATA") or REPO_ROOT / "data")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def build_dir() -> Path:
     """Build outputs (results, the rendered book): ``$GENBOOK_BUILD`` or ``<repo>/_build``."""
-    path = Path(os.environ.get("GENBOOK_BUILD", REPO_ROOT / "_build"))
+    path = Path(switches.path_value("GENBOOK_BUILD") or REPO_ROOT / "_build")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def checkpoint_dir() -> Path:
     """Trained models (load-or-train cache): ``$GENBOOK_CHECKPOINTS`` or ``<repo>/data/checkpoints``."""
-    path = Path(os.environ.get("GENBOOK_CHECKPOINTS", data_dir() / "checkpoints"))
+    path = Path(switches.path_value("GENBOOK_CHECKPOINTS") or data_dir() / "checkpoints")
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -12,18 +12,20 @@ When unset, ``summary`` is used if the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+
+from . import switches
 
 MODES = ("live", "summary", "off")
 
 
 def progress_mode() -> str:
-    mode = os.environ.get("GENBOOK_PROGRESS") or ("summary" if os.environ.get("CI") else "live")
+    mode = switches.value("GENBOOK_PROGRESS") or ("summary" if switches.path_value("CI") else "live")
     if mode not in MODES:
-        raise ValueError(f"GENBOOK_PROGRESS={mode!r} is not a mode; expected one of {', '.join(MODES)}.")
+        raise ValueError(f"GENBOOK_PROGRESS={switches.raw('GENBOOK_PROGRESS')!r} is not a mode; "
+                         f"expected one of {', '.join(MODES)}.")
     return mode
 
 

@@ -15,6 +15,7 @@ def test_profile_defaults_to_fast(monkeypatch):
 
 def test_profile_full(monkeypatch):
     monkeypatch.setenv("GENBOOK_PROFILE", "full")
+    monkeypatch.setenv("GENBOOK_ALLOW_FULL_ON_CPU", "1")  # where there is no GPU
     assert genbook.profile(fast=1, full=2) == 2
 
 
