@@ -16,7 +16,8 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value:
     images: (N, C, H, W) floats in [-1, 1], C in {1, 3}.
     Returns (H', W', C) floats in [0, 1], ready for ``plt.imshow``.
     """
-    check_tensor(images, "images", shape=("N", None, "H", "W"), dtype="floating", value_range=(-1.0, 1.0))
+    check_tensor(images, "images", shape=("N", None, "H", "W"), dtype="floating", value_range=(-1.0, 1.0),
+                 min_batch=1)
     n, c, h, w = images.shape
     if c not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels, got {c} (shape {tuple(images.shape)}).")

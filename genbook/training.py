@@ -33,6 +33,14 @@ def batches(*tensors: torch.Tensor, batch_size: int, generator: torch.Generator 
     """
     if not tensors:
         raise ValueError("batches() needs at least one tensor.")
+    for k, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            hint = " (convert it with torch.from_numpy(...))" if type(t).__module__ == "numpy" else ""
+            raise TypeError(f"batches(): tensors[{k}] must be a torch.Tensor, got {type(t).__name__}{hint}.")
+        if t.dim() == 0:
+            raise ValueError(f"batches(): tensors[{k}] must have a first (sample) dimension, got a 0-d tensor.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batches(): batch_size must be an int, got {batch_size!r} ({type(batch_size).__name__}).")
     n = len(tensors[0])
     if any(len(t) != n for t in tensors):
         raise ValueError(f"all tensors must have the same length, got {[len(t) for t in tensors]}.")
@@ -98,8 +106,10 @@ def fit(
     lr_schedule: step index (0, 1, ...) -> learning rate, set on every parameter group
         before that step (e.g. :func:`warmup_cosine`).
     """
-    if not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}.")
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"fit(): log_every must be a positive int, got {log_every!r}.")
     if lr_schedule is not None and optimizer is None:
         raise ValueError("fit(): lr_schedule needs the optimizer=... whose learning rate it sets.")
     if (grad_clip or ema) and model is None:
@@ -110,7 +120,11 @@ def fit(
     history, window, bar = History(), {}, progress(range(steps), desc=desc)
     data = iter(data)
     for i in bar:
-        batch = next(data)
+        try:
+            batch = next(data)
+        except StopIteration:
+            raise ValueError(f"fit(): data ran out after {i} of {steps} steps; pass an endless iterator such as "
+                             "genbook.batches(...), or fewer steps.") from None
         batch = batch if isinstance(batch, (tuple, list)) else (batch,)
         if lr_schedule is not None:
             for group in optimizer.param_groups:
@@ -135,7 +149,13 @@ def fit(
         if (i + 1) % log_every == 0 or i + 1 == steps:
             count = (i % log_every) + 1
             for name, total in window.items():
-                history.setdefault(name, []).append((i + 1, float(total) / count))
+                mean = float(total) / count  # the one host synchronisation, at logging points only
+                if not math.isfinite(mean):
+                    raise FloatingPointError(
+                        f"fit(): {name} is {mean} at step {i + 1} (mean of the last {count} steps): training "
+                        "diverged. Lower the learning rate, clip gradients (grad_clip=...), or check the data "
+                        "and the loss for NaN/inf.")
+                history.setdefault(name, []).append((i + 1, mean))
             bar.set_postfix(**{name: history.last(name) for name in window})
             window = {}
     if model is not None:

@@ -21,14 +21,18 @@ def check_tensor(
     dtype: str | torch.dtype | None = None,
     value_range: tuple[float, float] | None = None,
     min_batch: int | None = None,
+    finite: bool = False,
 ) -> torch.Tensor:
     """Return ``x`` if it is a tensor that fits the description, else raise.
 
     shape: one entry per dimension; an int must match exactly, a str or None
         matches anything (use names such as ``"B"`` to document the dimension).
     dtype: a ``torch.dtype``, or ``"floating"`` for any floating point type.
-    value_range: (low, high) that every element must lie in (checked on the values).
+    value_range: (low, high) that every element must lie in (checked on the values);
+        NaN and ±inf are refused too.
     min_batch: the first dimension must be at least this large.
+    finite: refuse NaN and ±inf (implied by ``value_range``). Reading the answer
+        synchronises with the device: keep it out of per-step code on a GPU.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
@@ -47,6 +51,11 @@ def check_tensor(
     if min_batch is not None and (x.dim() == 0 or x.shape[0] < min_batch):
         n = x.shape[0] if x.dim() else 0
         raise ValueError(f"{name} needs at least {min_batch} samples, got {n}.")
+    if (finite or value_range is not None) and x.numel() and x.is_floating_point():
+        if not torch.isfinite(x).all():
+            n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+            raise ValueError(f"{name} has values that are not finite: {n_nan} NaN and {n_inf} ±inf of "
+                             f"{x.numel()} (diverged training, or a division by zero upstream?).")
     if value_range is not None and x.numel():
         low, high = value_range
         lo, hi = x.min().item(), x.max().item()

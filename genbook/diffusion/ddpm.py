@@ -69,8 +69,9 @@ def q_sample(x0: torch.Tensor, t, noise: torch.Tensor, schedule: NoiseSchedule) 
 
     x0, noise: (B, ...) floats of the same shape; t: (B,) int indices 0..T−1 (or one int for all).
     """
-    check_tensor(x0, "x0", dtype="floating", min_batch=1)
-    check_tensor(noise, "noise", shape=tuple(x0.shape), dtype="floating")
+    on_cpu = x0.device.type == "cpu"  # on a GPU the check would cost a host synchronisation every training step
+    check_tensor(x0, "x0", dtype="floating", min_batch=1, finite=on_cpu)
+    check_tensor(noise, "noise", shape=tuple(x0.shape), dtype="floating", finite=on_cpu)
     t = _index(t, len(x0), schedule.T, x0.device)
     alphas_bar = _broadcast(schedule.on(x0)["alphas_bar"][t], x0)
     return alphas_bar.sqrt() * x0 + (1 - alphas_bar).sqrt() * noise
@@ -125,6 +126,14 @@ def _eps(eps_model, x, tau: int) -> torch.Tensor:
     return eps.to(x.dtype)
 
 
+def _finite_samples(x: torch.Tensor) -> torch.Tensor:
+    """Refuse a chain that ended in NaN or inf (clamping would hide NaN); one check per sampling call."""
+    if not torch.isfinite(x).all():
+        raise FloatingPointError("sampling produced values that are not finite: eps_model returned NaN or inf "
+                                 "(did its training diverge? check the loss history) or the schedule is broken.")
+    return x
+
+
 @torch.inference_mode()
 def ddpm_sample(
     eps_model: EpsModel,
@@ -169,7 +178,7 @@ def ddpm_sample(
         x = mean + sigma * z  # x_{t−1} = 1/√α_t (x_t − β_t/√(1−ᾱ_t) ε_θ) + σ_t z
         if return_trajectory:
             trajectory.append(x.cpu())
-    x = x.clamp(-1, 1)
+    x = _finite_samples(x).clamp(-1, 1)
     return (x, trajectory) if return_trajectory else x
 
 
@@ -213,5 +222,5 @@ def ddim_sample(
             x = x + sigma * _noise(shape, generator, device)  # + σ_t ε_t
         if return_trajectory:
             trajectory.append(x.cpu())
-    x = x.clamp(-1, 1)
+    x = _finite_samples(x).clamp(-1, 1)
     return (x, trajectory) if return_trajectory else x

@@ -37,7 +37,11 @@ ORDER = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
 
 def _call(v: Velocity, x: torch.Tensor, t: float) -> torch.Tensor:
-    return v(x, torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype))
+    out = v(x, torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype))
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:  # broadcasting would give a wrong result silently
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"v(x, t) must return a tensor of x's shape {tuple(x.shape)}, got {got}.")
+    return out
 
 
 def euler_step(v: Velocity, x: torch.Tensor, t: float, h: float) -> torch.Tensor:

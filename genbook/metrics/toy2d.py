@@ -40,8 +40,8 @@ class Distance:
 
 
 def _check_points(x, y) -> tuple[torch.Tensor, torch.Tensor]:
-    check_tensor(x, "x", shape=("N", "D"), dtype="floating", min_batch=2)
-    check_tensor(y, "y", shape=("M", x.shape[1]), dtype="floating", min_batch=2)
+    check_tensor(x, "x", shape=("N", "D"), dtype="floating", min_batch=2, finite=True)
+    check_tensor(y, "y", shape=("M", x.shape[1]), dtype="floating", min_batch=2, finite=True)
     return x.detach().to(torch.float64).cpu(), y.detach().to(torch.float64).cpu()
 
 

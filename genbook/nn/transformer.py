@@ -109,7 +109,12 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         check_tensor(ids, "token ids", shape=("B", "T"), dtype=torch.long)
-        return self.positions(self.tokens(ids) * self.scale)  # (B, T, C)
+        try:
+            vectors = self.tokens(ids)
+        except IndexError:  # on the CPU: say which ids, instead of torch's "index out of range in self"
+            raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1} (vocab_size={self.vocab_size}), "
+                             f"got values in [{int(ids.min())}, {int(ids.max())}].") from None
+        return self.positions(vectors * self.scale)  # (B, T, C)
 
 
 class EncoderDecoder(nn.Module):
