@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GENBOOK_PROGRESS", "summary")
     os.environ.pop("MPLBACKEND", None)
     manifest = load_manifest()
+    unknown = [s for s in args.chapters or () if s not in {c.slug for c in manifest.chapters}]
+    if unknown:
+        parser.error(f"--chapters: no chapter {', '.join(map(repr, unknown))} in book.toml; "
+                     f"known: {', '.join(c.slug for c in manifest.chapters)}")
     chapters = [manifest.chapter(s) for s in args.chapters] if args.chapters else manifest.written()
     rows, failed = [], False
 
