@@ -1,8 +1,10 @@
 """How the book measures its models: every generative chapter reports numbers next to baselines.
 
 * images: FD (Fréchet distance in the features of genbook's own Fashion-MNIST
-  classifier; not Inception FID), KID, conditional accuracy, and the baselines
-  real-vs-real and PCA-Gaussian at the same n;
+  classifier; not Inception FID) with a bootstrap uncertainty, KID, precision and
+  recall, conditional accuracy, and the baselines real-vs-real, blurred and
+  PCA-Gaussian at the same n; ``protocol`` fixes how every image chapter measures
+  (``n_eval``, ``evaluate_fashion``, ``timed_sampling``) and saves its samples;
 * captioned shapes: caption adherence measured by a trained attribute reader;
 * 2D toys: Wasserstein (exact with POT, else sliced), MMD, NLL under the true density;
 * text: held-out cross-entropy against unigram / bigram baselines.
@@ -18,6 +20,7 @@ genbook.metrics.fashion_evaluator import CONFIG`` still reaches the module.
 
 from genbook.metrics.baselines import (
     PCAGaussian,
+    blurred_fd,
     fit_pca_gaussian,
     gaussian_blur,
     image_baselines,
@@ -33,9 +36,25 @@ from genbook.metrics.fashion_evaluator import (
     fashion_fd,
     fashion_kid,
 )
-from genbook.metrics.frechet import frechet_distance, frechet_distance_gaussians, gaussian_stats
+from genbook.metrics.frechet import (
+    frechet_distance,
+    frechet_distance_bootstrap,
+    frechet_distance_gaussians,
+    gaussian_stats,
+)
 from genbook.metrics.inception import InceptionFeatures, inception_fid
 from genbook.metrics.kid import KID, kernel_inception_distance
+from genbook.metrics.precision_recall import precision_recall
+from genbook.metrics.protocol import (
+    N_EVAL_FAST,
+    N_EVAL_FULL,
+    evaluate_fashion,
+    load_samples,
+    n_eval,
+    save_samples,
+    saved_samples,
+    timed_sampling,
+)
 from genbook.metrics.shapes_evaluator import (
     ShapesEvaluator,
     caption_adherence,
@@ -54,6 +73,8 @@ from genbook.metrics.toy2d import Distance, mmd, sliced_wasserstein, true_densit
 
 __all__ = [
     "KID",
+    "N_EVAL_FAST",
+    "N_EVAL_FULL",
     "Distance",
     "FashionEvaluator",
     "InceptionFeatures",
@@ -61,29 +82,38 @@ __all__ = [
     "ShapesEvaluator",
     "bigram_baseline",
     "bits_per_token",
+    "blurred_fd",
     "caption_adherence",
     "caption_agreement",
     "conditional_accuracy",
     "cross_entropy_per_token",
+    "evaluate_fashion",
     "fashion_evaluator",
     "fashion_fd",
     "fashion_kid",
     "fit_pca_gaussian",
     "frechet_distance",
+    "frechet_distance_bootstrap",
     "frechet_distance_gaussians",
     "gaussian_blur",
     "gaussian_stats",
     "image_baselines",
     "inception_fid",
     "kernel_inception_distance",
+    "load_samples",
     "mmd",
+    "n_eval",
     "parse_caption",
     "pca_gaussian_fd",
     "perplexity",
+    "precision_recall",
     "real_vs_real_fd",
     "reference_images",
+    "save_samples",
+    "saved_samples",
     "shapes_evaluator",
     "sliced_wasserstein",
+    "timed_sampling",
     "train_sample",
     "true_density_nll",
     "unigram_baseline",

@@ -93,3 +93,47 @@ def frechet_distance(features1: torch.Tensor, features2: torch.Tensor, *, min_sa
     mean1, cov1 = gaussian_stats(features1, name="features1")
     mean2, cov2 = gaussian_stats(features2, name="features2")
     return frechet_distance_gaussians(mean1, cov1, mean2, cov2)
+
+
+def frechet_distance_bootstrap(
+    features1: torch.Tensor, features2: torch.Tensor, *, n_boot: int = 100, seed: int = 0
+) -> dict[str, float]:
+    """FD between ``features1`` (N, D) and ``features2`` (M, D) with a bootstrap uncertainty.
+
+    Returns ``{"fd", "low", "high", "std", "boot_mean"}``: ``fd`` on the full sets; each of
+    ``n_boot`` rounds resamples both sets with replacement (from ``seed``) and recomputes FD
+    (Efron & Tibshirani 1993, ch. 13). ``std`` is the standard deviation of those FDs.
+
+    Resampling with replacement repeats points (about 63% distinct), which inflates FD the
+    way a smaller n does: the resampled FDs sit well above ``fd`` (measured on 128-D features
+    at n = 1000: ``fd`` 3.1, their mean 5.9). Their raw 2.5/97.5 percentiles would then not
+    even contain ``fd``, so ``low`` and ``high`` are those percentiles shifted by
+    ``boot_mean − fd`` (the bootstrap's own estimate of that bias): an interval of the same
+    width, centred where ``fd`` is (``low`` clipped at 0). Its width says how much FD moves between sample sets at
+    this n, and errs wide: with the Fashion evaluator at n = 1000 the bootstrap std was 1.9
+    (real vs real) and 3.4 (blurred images) while FD over 12 fresh training samples against
+    the fixed reference varied with std 0.9 and 1.6. It is not an interval for the infinite-n FD.
+
+    Cost: one eigendecomposition pair per round; 100 rounds take about 0.5 s at n = 1000,
+    D = 128 on one CPU thread, so the default needs no reduction.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise ValueError(f"n_boot must be an int >= 2 (the number of bootstrap rounds), got {n_boot!r}.")
+    fd = frechet_distance(features1, features2)  # checks shapes, finiteness and sample counts
+    x, y = features1.detach().to(torch.float64), features2.detach().to(torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(n_boot):
+        i = torch.randint(len(x), (len(x),), generator=generator).to(x.device)
+        j = torch.randint(len(y), (len(y),), generator=generator).to(y.device)
+        values.append(frechet_distance_gaussians(*gaussian_stats(x[i]), *gaussian_stats(y[j])))
+    values = torch.tensor(values, dtype=torch.float64)  # (n_boot,)
+    shift = values.mean().item() - fd
+    low, high = torch.quantile(values, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {
+        "fd": fd,
+        "low": max(low - shift, 0.0),
+        "high": high - shift,
+        "std": values.std().item(),
+        "boot_mean": values.mean().item(),
+    }
