@@ -5,7 +5,7 @@
 Each chapter is executed in a new kernel (two CPU threads on a 2-core machine),
 ``--repeat`` times, retraining its models (shared evaluators stay cached); the
 table shows the median wall time against the chapter's budget in book.toml, and
-the metrics and baselines the chapter reported with
+the metrics, baselines and timings the chapter reported with
 ``genbook.report``. The evaluation self-check (``genbook.metrics.selfcheck``),
 when present, is run first and shown as its own row. Then the micro-benchmarks
 run: genbook's fused attention against the naive version
@@ -87,16 +87,16 @@ def main(argv: list[str] | None = None) -> int:
                      chapter.slug, error))
 
     print(f"\nprofile: {profile_name()}    (wall: median of {args.repeat} run(s), fresh kernel each)\n")
-    header = f"{'chapter':<22} {'wall s':>8} {'budget s':>9}  {'ok':<6} {'metrics':<48} baselines"
+    header = f"{'chapter':<22} {'wall s':>8} {'budget s':>9}  {'ok':<6} {'metrics':<48} {'baselines':<40} timings"
     print(header)
     print("-" * len(header))
     for name, wall, budget, slug, error in rows:
         path = results_dir() / f"{slug}.json"
-        record = json.loads(path.read_text()) if path.exists() and not error else {"metrics": {}, "baselines": {}}
+        record = json.loads(path.read_text()) if path.exists() and not error else {}
         status = "FAILED" if error else ("over" if budget and wall > budget else "ok")
         budget_text = f"{budget:.0f}" if budget else "-"
-        print(f"{name:<22} {wall:>8.1f} {budget_text:>9}  {status:<6} {fmt(record['metrics']):<48} "
-              f"{fmt(record['baselines'])}")
+        print(f"{name:<22} {wall:>8.1f} {budget_text:>9}  {status:<6} {fmt(record.get('metrics', {})):<48} "
+              f"{fmt(record.get('baselines', {})):<40} {fmt(record.get('timings', {}))}")
     return 1 if failed else 0
 
 

@@ -41,10 +41,15 @@ def _number(name: str, value) -> float:
     return float(value)
 
 
-def report(chapter: str, metrics: dict, baselines: dict | None = None, wall_s: float | None = None, **notes) -> dict:
+def report(chapter: str, metrics: dict, baselines: dict | None = None, wall_s: float | None = None, *,
+           timings: dict | None = None, **notes) -> dict:
     """Write ``_build/results/<chapter>.json`` and return the record.
 
-    metrics / baselines: name -> number (floats, ints or 0-d tensors).
+    metrics / baselines: name -> number (floats, ints or 0-d tensors); with fixed seeds
+        these are the same, bit for bit, on every run on one machine.
+    timings: name -> number for what depends on the machine's speed and load
+        (``ms_per_step``, ``samples_per_second``); kept apart, in ``record["timings"]``,
+        so that metrics stay reproducible.
     wall_s: seconds the chapter took; defaults to the time since genbook was imported.
     notes: extra JSON-serialisable facts (e.g. ``n_samples=1000``).
     """
@@ -58,6 +63,7 @@ def report(chapter: str, metrics: dict, baselines: dict | None = None, wall_s: f
         "wall_s": round(_number("wall_s", wall_s if wall_s is not None else time.perf_counter() - _STARTED), 2),
         "metrics": {k: _number(f"metrics[{k!r}]", v) for k, v in metrics.items()},
         "baselines": {k: _number(f"baselines[{k!r}]", v) for k, v in (baselines or {}).items()},
+        "timings": {k: _number(f"timings[{k!r}]", v) for k, v in (timings or {}).items()},
         "device": str(device()),
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",

@@ -74,7 +74,8 @@ def _value(v) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else _cell(v)
 
 
-STANDARD_KEYS = {"chapter", "profile", "wall_s", "metrics", "baselines", "device", "torch", "machine", "finished"}
+STANDARD_KEYS = {"chapter", "profile", "wall_s", "metrics", "baselines", "timings", "device", "torch", "machine",
+                 "finished"}
 
 
 def results_page(manifest: Manifest) -> str:
@@ -88,7 +89,8 @@ def results_page(manifest: Manifest) -> str:
     lines = [
         "# Results", "",
         "What every written chapter achieved in its last run: the metrics it reports, the baselines it was "
-        "compared with in the same run and on the same data, its wall time against its budget (budgets are "
+        "compared with in the same run and on the same data, its wall time against its budget (with the "
+        "speeds it measured, which depend on the machine, under it; budgets are "
         "for the `fast` profile on a 2-core CPU), and the profile and device it ran with. The numbers come "
         "from `_build/results/<chapter>.json`, which each chapter writes with `genbook.report` when it runs "
         "(`make test`, `make bench`).", "",
@@ -115,6 +117,8 @@ def results_page(manifest: Manifest) -> str:
         if wall is not None and budget is not None and wall > budget:
             wall_text = f"**{wall_text}** (over)"
         wall_text += " / –" if budget is None else f" / {budget:.0f}"
+        if r.get("timings"):  # machine-dependent speeds, kept apart from the reproducible metrics
+            wall_text += "<br>" + _numbers(r["timings"])
         run = [f"`{_cell(profile)}`", _cell(r.get("device", "?")), _cell(str(r.get("finished", "")).replace("T", " "))]
         run += [f"{_cell(k)} = {_value(v)}" for k, v in r.items() if k not in STANDARD_KEYS]
         lines.append(f"| {name} | {_numbers(r.get('metrics'))} | {_numbers(r.get('baselines'))} | {wall_text} | "
