@@ -5,7 +5,9 @@
   recall, conditional accuracy, and the baselines real-vs-real, blurred and
   PCA-Gaussian at the same n; ``protocol`` fixes how every image chapter measures
   (``n_eval``, ``evaluate_fashion``, ``timed_sampling``) and saves its samples;
-* captioned shapes: caption adherence measured by a trained attribute reader;
+* captioned shapes: caption adherence measured by a trained attribute reader, and the same
+  protocol as the images (``shapes_protocol``: FD in the shapes evaluator's feature space with
+  real-vs-real, blurred and PCA-Gaussian baselines, ``evaluate_shapes``);
 * 2D toys: Wasserstein (exact with POT, else sliced), MMD, NLL under the true density;
 * text: held-out cross-entropy against unigram / bigram baselines.
 
@@ -62,6 +64,15 @@ from genbook.metrics.shapes_evaluator import (
     parse_caption,
     shapes_evaluator,
 )
+from genbook.metrics.shapes_protocol import (
+    evaluate_shapes,
+    fit_shapes_pca_gaussian,
+    real_shapes,
+    shapes_baselines,
+    shapes_fd,
+    shapes_features,
+    shapes_reference,
+)
 from genbook.metrics.text import (
     bigram_baseline,
     bits_per_token,
@@ -88,10 +99,12 @@ __all__ = [
     "conditional_accuracy",
     "cross_entropy_per_token",
     "evaluate_fashion",
+    "evaluate_shapes",
     "fashion_evaluator",
     "fashion_fd",
     "fashion_kid",
     "fit_pca_gaussian",
+    "fit_shapes_pca_gaussian",
     "frechet_distance",
     "frechet_distance_bootstrap",
     "frechet_distance_gaussians",
@@ -107,11 +120,16 @@ __all__ = [
     "pca_gaussian_fd",
     "perplexity",
     "precision_recall",
+    "real_shapes",
     "real_vs_real_fd",
     "reference_images",
     "save_samples",
     "saved_samples",
+    "shapes_baselines",
     "shapes_evaluator",
+    "shapes_fd",
+    "shapes_features",
+    "shapes_reference",
     "sliced_wasserstein",
     "timed_sampling",
     "train_sample",

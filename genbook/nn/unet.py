@@ -19,8 +19,16 @@ embedding (class-conditional models, classifier-free guidance in chapter 08);
 class ``num_classes`` is reserved for "no label", which is also what
 ``forward(x, t)`` without ``y`` uses.
 
-Shapes: ``forward(x, t, y=None)`` takes x (B, C, H, W) with H and W divisible by
-2^(levels − 1), t (B,) (or a scalar, broadcast), y (B,) int64; it returns (B, C_out, H, W).
+The optional ``context_dim`` adds **cross-attention** to a sequence of context
+tokens (text embeddings) after every residual block of the chosen levels, as in
+latent diffusion (Rombach et al. 2022, sec. 3.3): queries from the image
+features, keys and values from the tokens, softmax(Q Kᵀ / √d) V (Vaswani et al.
+2017, eq. 1). A UNet built without it has exactly the parameters it had before.
+
+Shapes: ``forward(x, t, y=None, context=None, context_padding_mask=None)`` takes
+x (B, C, H, W) with H and W divisible by 2^(levels − 1), t (B,) (or a scalar,
+broadcast), y (B,) int64, context (B, T, context_dim) and context_padding_mask
+(B, T) bool (True marks padding); it returns (B, C_out, H, W).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import check_tensor
+from .attention import MultiHeadAttention
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -118,6 +127,35 @@ class SelfAttention2d(nn.Module):
         return x + self.out(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+class CrossAttention2d(nn.Module):
+    """Cross-attention from the H·W positions of a feature map to T context tokens, with a residual.
+
+    x: (B, C, H, W), context: (B, T, context_dim), padding_mask: (B, T) bool, True = padding
+    -> (B, C, H, W). Q = GN(x) W^Q (each position a query), K = context W^K, V = context W^V;
+    softmax(Q Kᵀ / √d) V per head (Vaswani et al. 2017, eq. 1), W^O, added to x. The attention
+    is genbook's :class:`~genbook.nn.attention.MultiHeadAttention` (``self.attn``), so
+    :func:`~genbook.nn.attention.record_attention` returns its maps, (B, heads, H·W, T).
+    W^O starts at zero: a new block is the identity (Rombach et al. 2022's ``proj_out``).
+    """
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4, groups: int = 8):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads}).")
+        self.channels, self.context_dim = channels, context_dim
+        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+        self.attn = MultiHeadAttention(channels, heads, context_dim=context_dim)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        queries = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C): one query per position
+        out = self.attn(queries, context, key_padding_mask=padding_mask)  # (B, HW, C)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
 class Downsample(nn.Module):
     """Halve H and W with a stride-2 3×3 convolution. (B, C, H, W) -> (B, C, H/2, W/2)."""
 
@@ -159,6 +197,10 @@ class UNet(nn.Module):
     patch_size: p > 1 folds each p×p patch of pixels into channels first (``pixel_unshuffle``, as the
         patches of a ViT or DiT) and unfolds the output at the end: the network then runs at H/p,
         which on a CPU costs about p² times less. H and W must then be divisible by p · 2^(L − 1).
+    context_dim: None (no text); otherwise the width of the context tokens that ``forward`` then
+        requires, attended to by a :class:`CrossAttention2d` after every residual block of the
+        levels in ``cross_attention_levels`` (default: every level; the middle block counts as the
+        last level).
     """
 
     def __init__(
@@ -175,6 +217,8 @@ class UNet(nn.Module):
         out_channels: int | None = None,
         patch_size: int = 1,
         scale_shift: bool = True,
+        context_dim: int | None = None,
+        cross_attention_levels: Sequence[int] | None = None,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -186,6 +230,16 @@ class UNet(nn.Module):
             raise ValueError(f"patch_size must be >= 1, got {patch_size}.")
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be None or a positive int, got {num_classes}.")
+        if context_dim is not None and (isinstance(context_dim, bool) or not isinstance(context_dim, int)
+                                        or context_dim < 1):
+            raise ValueError(f"context_dim must be None or a positive int, got {context_dim!r}.")
+        if cross_attention_levels is not None and context_dim is None:
+            raise ValueError("cross_attention_levels was given but context_dim is None: set context_dim=... "
+                             "(the width of the context tokens) to add cross-attention.")
+        xattn_levels = set(range(len(channels))) if cross_attention_levels is None else set(cross_attention_levels)
+        if context_dim is not None and not xattn_levels <= set(range(len(channels))):
+            raise ValueError(f"cross_attention_levels must be level indices in 0..{len(channels) - 1}, "
+                             f"got {sorted(xattn_levels)}.")
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.channels = channels
@@ -193,6 +247,8 @@ class UNet(nn.Module):
         self.time_scale = float(time_scale)
         self.num_classes = num_classes
         self.patch_size = patch_size
+        self.context_dim = context_dim
+        self.cross_attention_levels = tuple(sorted(xattn_levels)) if context_dim is not None else ()
         self.base = channels[0]
         emb_dim = 4 * channels[0]
         self.emb_dim = emb_dim
@@ -205,6 +261,15 @@ class UNet(nn.Module):
         def res(cin: int, cout: int) -> ResidualBlock:
             return ResidualBlock(cin, cout, emb_dim, groups, dropout, scale_shift)
 
+        def xattn(level: int, width: int) -> CrossAttention2d | None:
+            if level in self.cross_attention_levels:
+                return CrossAttention2d(width, context_dim, heads, groups)
+            return None
+
+        # cross-attention after a residual block, keyed by the block's index in `down` / `up`
+        # (separate containers, so that a UNet without context keeps its parameter names)
+        self.down_xattn, self.up_xattn = nn.ModuleDict(), nn.ModuleDict()
+
         self.stem = nn.Conv2d(in_channels * patch_size**2, channels[0], 3, padding=1)
         # down path: `blocks` residual blocks per level, then halve the resolution (not after the last level)
         self.down = nn.ModuleList()
@@ -213,6 +278,8 @@ class UNet(nn.Module):
         for level, width in enumerate(channels):
             for _ in range(blocks):
                 self.down.append(res(c, width))
+                if (block := xattn(level, width)) is not None:
+                    self.down_xattn[str(len(self.down) - 1)] = block
                 c = width
                 skip_channels.append(c)
             if level < self.levels - 1:
@@ -221,6 +288,7 @@ class UNet(nn.Module):
         # middle, at the lowest resolution: residual block, self-attention, residual block
         self.mid1 = res(c, c)
         self.mid_attn = SelfAttention2d(c, heads, groups) if attention else nn.Identity()
+        self.mid_xattn = xattn(self.levels - 1, c)
         self.mid2 = res(c, c)
         # up path: `blocks + 1` residual blocks per level, each eating one skip; then double the resolution
         self.up = nn.ModuleList()
@@ -228,6 +296,8 @@ class UNet(nn.Module):
             width = channels[level]
             for _ in range(blocks + 1):
                 self.up.append(res(c + skip_channels.pop(), width))
+                if (block := xattn(level, width)) is not None:
+                    self.up_xattn[str(len(self.up) - 1)] = block
                 c = width
             if level > 0:
                 self.up.append(Upsample(c))
@@ -245,8 +315,10 @@ class UNet(nn.Module):
             emb = emb + self.class_emb(y)
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) or scalar, y (B,) int64 or None -> (B, C_out, H, W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, context_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) or scalar, y (B,) int64 or None, context (B, T, context_dim) or None,
+        context_padding_mask (B, T) bool (True = padding) or None -> (B, C_out, H, W)."""
         check_tensor(x, "x", shape=("B", self.in_channels, "H", "W"), dtype="floating")
         b, _, h, w = x.shape
         factor = self.patch_size * 2 ** (self.levels - 1)
@@ -263,23 +335,49 @@ class UNet(nn.Module):
             if self.num_classes is None:
                 raise ValueError("y was given but this UNet is unconditional: build it with num_classes=... .")
             check_tensor(y, "y", shape=(b,), dtype=torch.int64)
+        self._check_context(context, context_padding_mask, b)
         emb = self.embed(t.to(x.device), y, b)  # (B, emb_dim)
+
+        def cross(block: CrossAttention2d | None, h: torch.Tensor) -> torch.Tensor:
+            return h if block is None else block(h, context, context_padding_mask)
 
         if self.patch_size > 1:
             x = F.pixel_unshuffle(x, self.patch_size)  # (B, C p², H/p, W/p)
         h = self.stem(x)  # (B, c0, H/p, W/p)
         skips = [h]
-        for layer in self.down:
-            h = layer(h, emb) if isinstance(layer, ResidualBlock) else layer(h)
+        for i, layer in enumerate(self.down):
+            h = cross(_get(self.down_xattn, i), layer(h, emb)) if isinstance(layer, ResidualBlock) else layer(h)
             skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)  # (B, c_last, H / 2^(L-1), W / 2^(L-1))
-        for layer in self.up:
+        h = self.mid2(cross(self.mid_xattn, self.mid_attn(self.mid1(h, emb))), emb)  # (B, c_last, H/2^(L-1), ...)
+        for i, layer in enumerate(self.up):
             if isinstance(layer, ResidualBlock):
-                h = layer(torch.cat([h, skips.pop()], dim=1), emb)
+                h = cross(_get(self.up_xattn, i), layer(torch.cat([h, skips.pop()], dim=1), emb))
             else:
                 h = layer(h)
         out = self.out_conv(F.silu(self.out_norm(h)))  # (B, C_out p², H/p, W/p)
         return F.pixel_shuffle(out, self.patch_size) if self.patch_size > 1 else out  # (B, C_out, H, W)
+
+
+    def _check_context(self, context, padding_mask, b: int) -> None:
+        if self.context_dim is None:
+            if context is not None or padding_mask is not None:
+                raise ValueError("context was given but this UNet has no cross-attention: build it with "
+                                 "context_dim=... (the width of the context tokens).")
+            return
+        if context is None:
+            raise ValueError(f"this UNet attends to context tokens (context_dim={self.context_dim}): pass "
+                             f"context of shape (B, T, {self.context_dim}), e.g. a text encoder's output "
+                             "(an empty caption's for the unconditional model).")
+        check_tensor(context, "context", shape=(b, "T", self.context_dim), dtype="floating")
+        if padding_mask is not None:
+            check_tensor(padding_mask, "context_padding_mask", shape=(b, context.shape[1]), dtype=torch.bool)
+            if padding_mask.device.type == "cpu" and padding_mask.all(1).any():  # no GPU sync per step
+                raise ValueError("context_padding_mask hides every token of some sequence (True marks padding): "
+                                 "each caption needs at least one token to attend to.")
+
+
+def _get(blocks: nn.ModuleDict, index: int) -> nn.Module | None:
+    return blocks[str(index)] if str(index) in blocks else None
 
 
 def count_parameters(model: nn.Module) -> int:
