@@ -1,5 +1,7 @@
 """genbook.nn.transformer: blocks, the encoder–decoder, the GPT, sampling and the attention benchmark."""
 
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,8 @@ from genbook.nn import (
     record_attention,
     top_k_filter,
 )
+from genbook.nn.dalle import TextImageTransformer, modality_logits_mask
+from genbook.nn.transformer import KVCache, LayerCache
 
 
 @pytest.fixture(autouse=True)
@@ -215,3 +219,126 @@ def test_blocks_match_torch_transformer_layers(norm_first, activation):
     copy_from_torch(dec, ref)
     want = ref(x, memory, tgt_mask=~torch.ones(6, 6, dtype=torch.bool).tril(), memory_key_padding_mask=mem_pad)
     assert (dec(x, memory, context_padding_mask=mem_pad) - want).abs().max() < 1e-5
+
+
+# ---------------------------------------------------------------- KV cache
+
+
+def test_cached_forward_matches_the_full_forward_piece_by_piece():
+    model = GPT(40, block_size=30, d_model=32, n_heads=4, n_layers=2).eval()
+    idx = torch.randint(0, 40, (3, 30))
+    cache = model.new_cache(3)
+    with torch.no_grad():
+        pieces = [model(idx[:, a:b], cache=cache) for a, b in [(0, 10), (10, 25), (25, 26), (26, 30)]]
+        assert cache.length == 30 and len(cache) == 2
+        assert (torch.cat(pieces, 1) - model(idx)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_generate_with_kv_cache_gives_the_same_tokens(positional, top_k):
+    model = GPT(25, block_size=40, d_model=32, n_heads=4, n_layers=2, positional=positional).eval()
+    prompt = torch.randint(0, 25, (16, 6))
+    for seed in range(3):
+        plain = model.generate(prompt, 34, top_k=top_k, generator=torch.Generator().manual_seed(seed))
+        cached = model.generate(prompt, 34, top_k=top_k, generator=torch.Generator().manual_seed(seed), kv_cache=True)
+        assert torch.equal(plain, cached)
+    assert torch.equal(model.generate(prompt, 0, kv_cache=True), prompt)
+
+
+def test_kv_cache_checks_its_inputs():
+    model = GPT(25, block_size=10, d_model=32, n_heads=4, n_layers=2).eval()
+    with pytest.raises(ValueError, match="kv_cache=True needs T \\+ max_new_tokens <= block_size=10"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), 7, kv_cache=True)
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), -1)
+    cache = model.new_cache(2)
+    with pytest.raises(ValueError, match="use model.new_cache"):
+        model(torch.zeros(3, 4, dtype=torch.long), cache=cache)
+    model(torch.zeros(2, 8, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="cache holds 8 positions and 3 more exceed block_size=10"):
+        model(torch.zeros(2, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        KVCache(2, 0, 4, 8, 10)
+    layer = LayerCache(1, 2, 4, 3)
+    layer.append(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="3 are filled and 1 more do not fit"):
+        layer.append(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
+    with pytest.raises(ValueError, match="k must have shape"):
+        LayerCache(1, 2, 4, 3).append(torch.zeros(1, 3, 1, 4), torch.zeros(1, 3, 1, 4))
+    block = DecoderBlock(32, 4, cross_attention=False)
+    with pytest.raises(ValueError, match="cache= works with causal self-attention"):
+        block(torch.randn(1, 2, 32), causal=False, cache=LayerCache(1, 4, 8, 4))
+
+
+def test_cached_self_attention_matches_masked_attention_and_is_differentiable():
+    block = DecoderBlock(16, 2, cross_attention=False)
+    x = torch.randn(2, 7, 16, requires_grad=True)
+    cache = LayerCache(2, 2, 8, 7)
+    out = torch.cat([block(x[:, :3], cache=cache), block(x[:, 3:], cache=cache)], 1)
+    assert out.shape == (2, 7, 16) and (out - block(x)).abs().max() < 1e-5
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_kv_cache_is_faster_for_long_generations():
+    model = GPT(30, block_size=96, d_model=32, n_heads=4, n_layers=2).eval()
+    prompt = torch.randint(0, 30, (8, 4))
+    times = {}
+    for kv in (False, True):
+        start = time.perf_counter()
+        model.generate(prompt, 90, generator=torch.Generator().manual_seed(0), kv_cache=kv)
+        times[kv] = time.perf_counter() - start
+    assert times[True] < times[False]
+
+
+# ---------------------------------------------------------------- DALL·E's text-and-image transformer
+
+
+def test_modality_logits_mask_predicts_the_next_tokens_modality():
+    mask = modality_logits_mask(3, 4, 5, 6)  # N = 7 tokens, V = 11
+    assert mask.shape == (6, 11) and mask.dtype == torch.bool
+    assert mask[:2, :5].all() and not mask[:2, 5:].any()  # positions 0, 1 predict text tokens 1, 2
+    assert mask[2:, 5:].all() and not mask[2:, :5].any()  # position 2 (last text token) predicts image token 0
+    with pytest.raises(ValueError, match="text_len must be a positive int"):
+        modality_logits_mask(0, 4, 5, 6)
+
+
+def test_text_image_transformer_shapes_masks_causality_and_gradients():
+    model = TextImageTransformer(10, 7, text_len=3, grid=(2, 3), d_model=32, n_heads=4, n_layers=2)
+    text, image = torch.randint(0, 10, (4, 3)), torch.randint(0, 7, (4, 6))
+    tokens = torch.cat([text, image + 10], 1)  # (B, N = 9)
+    logits = model(tokens[:, :-1])
+    assert logits.shape == (4, 8, 17)
+    assert torch.isinf(logits[:, :2, 10:]).all() and torch.isfinite(logits[:, :2, :10]).all()
+    assert torch.isinf(logits[:, 2:, :10]).all() and torch.isfinite(logits[:, 2:, 10:]).all()
+    changed = tokens.clone()
+    changed[:, 5] = 10 + (changed[:, 5] - 10 + 1) % 7
+    assert torch.allclose(model(changed[:, :-1])[:, :5], logits[:, :5], atol=1e-5)  # causal
+    loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:])
+    loss.backward()
+    for name in ("text_embed.weight", "image_embed.weight", "text_pos", "image_row", "image_col", "head.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert model.positions().shape == (9, 32)
+
+
+def test_text_image_transformer_cache_and_bad_tokens():
+    model = TextImageTransformer(10, 7, text_len=3, grid=(2, 3), d_model=32, n_heads=4, n_layers=2).eval()
+    tokens = torch.cat([torch.randint(0, 10, (2, 3)), torch.randint(10, 17, (2, 5))], 1)  # N - 1 = 8 positions
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        pieces = torch.cat([model(tokens[:, :3], cache=cache)] + [model(tokens[:, i:i + 1], cache=cache)
+                                                                  for i in range(3, 8)], 1)
+        assert torch.allclose(pieces, model(tokens), atol=1e-5)
+    with pytest.raises(ValueError, match=r"tokens\[0, 1\] = 12 is at position 1, a text position, so it must lie "
+                                         r"in 0..9"):
+        model(torch.tensor([[1, 12, 3]]))
+    with pytest.raises(ValueError, match="an image position, so it must lie in 10..16"):
+        model(torch.tensor([[1, 2, 3, 4]]))
+    with pytest.raises(ValueError, match="reads at most N - 1 = 8 positions"):
+        model(torch.cat([tokens, tokens[:, -1:]], 1))
+    with pytest.raises(ValueError, match="grid must be two positive ints"):
+        TextImageTransformer(10, 7, text_len=3, grid=(2, 0))
+    with pytest.raises(TypeError, match="tokens must have dtype torch.int64"):
+        model(tokens.float())
