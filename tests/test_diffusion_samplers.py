@@ -195,3 +195,20 @@ def test_clipping_x0_changes_nothing_in_range_and_stops_a_blow_up(sampler):
     wrong = lambda x, t: exact(x.clamp(-4, 4), t) + 0.05  # noqa: E731  (slightly wrong, and bounded like a network)
     assert sample(wrong, False).abs().max() > 10
     assert sample(wrong, True).abs().max() < 2
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_a_given_x_T_replaces_the_first_draw_and_the_generator_keeps_the_step_noise(sampler):
+    """x_T= shares one start between samplers; the generator then supplies only the per-step noise."""
+    schedule = NoiseSchedule.cosine(100)
+    model = gaussian_eps_model(schedule)
+    shape = (4, 1, 3, 3)
+    g = torch.Generator().manual_seed(5)
+    x_T = torch.randn(shape, generator=g)  # the first draw of the default path
+    run = ddim_sample if sampler == "ddim" else ddpm_sample
+    options = dict(eta=1.0) if sampler == "ddim" else dict(variance="posterior")
+    default = run(model, shape, schedule, 6, generator=torch.Generator().manual_seed(5), device="cpu", **options)
+    given = run(model, shape, schedule, 6, generator=g, device="cpu", x_T=x_T, **options)  # g continues after x_T
+    assert torch.equal(default, given)
+    with pytest.raises(ValueError, match="x_T"):
+        run(model, shape, schedule, 6, device="cpu", x_T=torch.zeros(2, 1, 3, 3), **options)

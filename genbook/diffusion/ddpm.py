@@ -27,6 +27,8 @@ Conventions: timestep indices t are 0..T−1 (the paper's 1..T); ``eps_model(x_t
 takes x_t (B, C, H, W) and t (B,) int64 and returns ε̂ (B, C, H, W). Noise is drawn
 from ``generator`` in a fixed order (x_T first, then one draw per step that needs
 one), so a from-scratch sampler that draws in the same order gets the same samples.
+Pass ``x_T`` to start from given noise instead: then ``generator`` supplies only the
+per-step noise, and several samplers (and step counts) can share one x_T exactly.
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ def _noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=where).to(device)
 
 
+def _start(x_T, shape, generator, device) -> torch.Tensor:
+    if x_T is None:
+        return _noise(shape, generator, device)
+    check_tensor(x_T, "x_T", shape=shape, dtype="floating")
+    return x_T.to(device)
+
+
 def _setup(eps_model, shape, schedule, steps, device):
     if not callable(eps_model):
         raise TypeError(f"eps_model must be callable as eps_model(x_t, t), got {type(eps_model).__name__}.")
@@ -146,6 +155,7 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     return_trajectory: bool = False,
+    x_T: torch.Tensor | None = None,
 ):
     """Ancestral sampling, Algorithm 2 of Ho et al. (2020); samples (N, C, H, W) clamped to [−1, 1].
 
@@ -157,13 +167,14 @@ def ddpm_sample(
         clipped to [−1, 1], as Ho et al.'s released code does. Without clipping this is the same mean as
         Algorithm 2's; with it, an error of ε_θ where ᾱ_t ≈ 0 cannot blow up (for data in [−1, 1] only).
     return_trajectory: also return the list of x_t (on the CPU) after each step, x_T first.
+    x_T: the starting noise (N, C, H, W) of ``shape``; by default drawn from ``generator`` first.
     """
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}.")
     shape, timesteps, device = _setup(eps_model, shape, schedule, steps, device)
     chain = schedule.respace(timesteps)  # β'_i, α'_i, ᾱ'_i of the chain over τ_1 < ... < τ_S
     betas, alphas, alphas_bar = chain.betas.tolist(), chain.alphas.tolist(), chain.alphas_bar.tolist()
-    x = _noise(shape, generator, device)  # x_T ~ N(0, I)
+    x = _start(x_T, shape, generator, device)  # x_T ~ N(0, I)
     trajectory = [x.cpu()] if return_trajectory else None
     for i in reversed(range(len(timesteps))):  # i = S−1..0 is the paper's t = T..1
         z = _noise(shape, generator, device) if i > 0 else torch.zeros(shape, device=device)
@@ -194,6 +205,7 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     return_trajectory: bool = False,
+    x_T: torch.Tensor | None = None,
 ):
     """DDIM sampling (Song, Meng & Ermon 2021, eq. 12); samples (N, C, H, W) clamped to [−1, 1].
 
@@ -202,12 +214,13 @@ def ddim_sample(
         1 for the ancestral sampler with σ_t² = β̃_t; values in between interpolate (eq. 16).
     clip_x0: clip x̂_0 to [−1, 1] and use the ε that this clipped x̂_0 implies (for data in [−1, 1] only).
     return_trajectory: also return the list of x_t (on the CPU) after each step, x_T first.
+    x_T: the starting noise (N, C, H, W) of ``shape``; by default drawn from ``generator`` first.
     """
     if not 0.0 <= eta:
         raise ValueError(f"eta must be >= 0, got {eta}.")
     shape, timesteps, device = _setup(eps_model, shape, schedule, steps, device)
     alphas_bar = schedule.alphas_bar[timesteps].tolist()
-    x = _noise(shape, generator, device)  # x_T ~ N(0, I)
+    x = _start(x_T, shape, generator, device)  # x_T ~ N(0, I)
     trajectory = [x.cpu()] if return_trajectory else None
     for i in reversed(range(len(timesteps))):
         a, a_prev = alphas_bar[i], (alphas_bar[i - 1] if i > 0 else 1.0)  # ᾱ_t, ᾱ_{t−1} (ᾱ = 1: the data)
