@@ -120,6 +120,7 @@ def test_documented_retrain_values(monkeypatch, value, chapter, wanted):
 
 
 def test_full_profile_on_cpu_needs_an_opt_in(monkeypatch, capsys):
+    monkeypatch.setattr(genbook.profiles, "_warned", False)  # it warns once per process
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setenv("GENBOOK_PROFILE", "full")
