@@ -101,8 +101,9 @@ class SDE:
         return _expand(self.alpha(t), x0) * x0 + _expand(self.sigma(t), x0) * noise
 
     def prior_sample(self, shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """x_1 ~ N(0, prior_std² I) of the given shape, drawn on the CPU from ``generator`` then moved."""
-        return (self.prior_std * torch.randn(shape, generator=generator)).to(device or "cpu")
+        """x_1 ~ N(0, prior_std² I) of the given shape, drawn on the generator's device, returned on ``device``."""
+        where = generator.device if generator is not None else (device or "cpu")
+        return (self.prior_std * torch.randn(shape, generator=generator, device=where)).to(device or where)
 
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log N(x; 0, prior_std² I), summed over all but the batch dimension: (B,)."""
@@ -253,7 +254,9 @@ def _check_grid(times: torch.Tensor) -> list[float]:
 
 
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    """N(0, I) noise shaped like x, drawn on the generator's device (so a CPU generator reproduces a CPU run)."""
+    where = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
 
 
 # --- samplers --------------------------------------------------------------------------------------------------
@@ -409,14 +412,18 @@ def mixture_score(mixture: GaussianMixture, sde: SDE) -> Score:
 
 # --- divergences and likelihoods -------------------------------------------------------------------------------
 def probes(shape, kind: str, generator: torch.Generator | None = None, device=None, dtype=torch.float32):
-    """Probe vectors ε with E[ε εᵀ] = I: ``"rademacher"`` (±1) or ``"gaussian"`` (N(0, I)); drawn on the CPU."""
+    """Probe vectors ε with E[ε εᵀ] = I: ``"rademacher"`` (±1) or ``"gaussian"`` (N(0, I)).
+
+    Drawn on the generator's device (the CPU without one unless ``device`` says otherwise), returned on ``device``.
+    """
+    where = generator.device if generator is not None else (device or "cpu")
     if kind == "rademacher":
-        out = torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1
+        out = torch.randint(0, 2, shape, generator=generator, device=where).to(dtype) * 2 - 1
     elif kind == "gaussian":
-        out = torch.randn(shape, generator=generator, dtype=dtype)
+        out = torch.randn(shape, generator=generator, dtype=dtype, device=where)
     else:
         raise ValueError(f"kind must be 'rademacher' or 'gaussian', got {kind!r}.")
-    return out.to(device or "cpu")
+    return out.to(device or where)
 
 
 def hutchinson_divergence(v: Callable, x: torch.Tensor, t: torch.Tensor, probe: torch.Tensor):
