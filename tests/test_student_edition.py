@@ -7,6 +7,7 @@ on the solution. Small synthetic chapters show the stubbing rules and the errors
 
 import re
 import textwrap
+import unicodedata
 
 import nbformat
 import pytest
@@ -225,3 +226,34 @@ def test_an_exercise_must_be_stated_before_its_solution(tmp_path):
     with pytest.raises(ExerciseFormatError, match=r"01_bad.py: code cell 1 has a solution but the exercise is not "
                                                   r"stated before it"):
         student_notebook(path)
+
+
+@pytest.mark.parametrize("tex, text", [
+    (r"\tilde\mu_t(x_t, x_0)", "μ̃_t(x_t, x_0)"),
+    (r"\tilde{\beta}_t", "β̃_t"),
+    (r"\sqrt{1-\bar\alpha_t}\, x_0", "√(1-ᾱ_t) x_0"),
+    (r"\cos\phi = \sqrt{\bar\alpha_t}", "cos φ = √ᾱ_t"),
+    (r"q(x_{t-1} \mid x_t, x_0)", "q(x_(t-1) | x_t, x_0)"),
+    (r"\tfrac{L_j-1}{2}\tanh(z)", "(L_j-1)/2 tanh(z)"),
+    (r"\lfloor L_j/2 \rfloor", "⌊ L_j/2 ⌋"),
+    (r"\mathrm{KL}(\mathcal N(\mu_q, \sigma_q^2) \Vert \mathcal{N}(\mu_p, \sigma_p^2))",
+     "KL(N(μ_q, σ_q^2) ‖ N(μ_p, σ_p^2))"),
+    (r"\big\|\mathbb E_x f(x)\big\|_2^2", "‖E_x f(x)‖_2^2"),
+    (r"\mathbb E[\varepsilon\varepsilon^\top] = I", "E[εεᵀ] = I"),
+    (r"P_i = \{j : g_j = g_i\}", "P_i = {j : g_j = g_i}"),
+    (r"\tilde v = v_\varnothing + s(v_c - v_\varnothing)", "ṽ = v_∅ + s(v_c - v_∅)"),
+    (r"u_t = \dot\alpha_t x_1", "u_t = α̇_t x_1"),
+    (r"\operatorname{softmax}(QK^\top/\sqrt{d})", "softmax(QKᵀ/√d)"),
+])
+def test_stub_messages_write_tex_as_plain_text(tex, text):
+    from genbook.book.student import plain_text
+
+    assert plain_text(f"the value ${tex}$.") == unicodedata.normalize("NFC", f"the value {text}.")
+
+
+@pytest.mark.parametrize("chapter", WRITTEN, ids=lambda c: c.slug)
+def test_no_tex_left_in_the_stub_messages_of_the_book(chapter):
+    for ex in find_exercises(read_chapter(chapter.path)):
+        leftovers = re.findall(r"\\[A-Za-z]+|\b(?:tilde|bar|hat|dot|mathcal|mathbb|mathrm|tfrac|frac|sqrt|lfloor|"
+                               r"rfloor|Vert|varnothing|big)(?=[A-Za-zα-ωΑ-Ω\\\s(|])", ex.prompt)
+        assert not leftovers, f"{ex.label}: TeX left in the stub's message: {leftovers} in {ex.prompt!r}"

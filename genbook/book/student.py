@@ -36,6 +36,7 @@ import re
 import sys
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,25 +70,126 @@ class Exercise:
 
 # --- the exercise's prompt: markdown condensed to one line of plain text --------------------------------------
 
-_TEX_WORDS = {
+_TEX_SYMBOLS = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε", "zeta": "ζ",
-    "eta": "η", "theta": "θ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π", "rho": "ρ",
-    "sigma": "σ", "tau": "τ", "phi": "φ", "varphi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω", "Gamma": "Γ",
-    "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Pi": "Π", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
-    "sum": "Σ", "prod": "∏", "int": "∫", "nabla": "∇", "partial": "∂", "infty": "∞", "cdot": "·",
-    "times": "×", "in": "∈", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥", "neq": "≠", "approx": "≈",
-    "sim": "~", "to": "→", "rightarrow": "→", "leftarrow": "←", "mid": "|", "odot": "⊙", "sqrt": "√",
-    "log": "log", "exp": "exp", "min": "min", "max": "max", "top": "ᵀ", "ldots": "…", "dots": "…",
+    "eta": "η", "theta": "θ", "vartheta": "θ", "iota": "ι", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν",
+    "xi": "ξ", "pi": "π", "rho": "ρ", "varrho": "ρ", "sigma": "σ", "tau": "τ", "upsilon": "υ", "phi": "φ",
+    "varphi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω", "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ",
+    "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
+    "sum": "Σ", "prod": "∏", "int": "∫", "nabla": "∇", "partial": "∂", "infty": "∞", "cdot": "·", "cdots": "⋯",
+    "ldots": "…", "dots": "…", "times": "×", "div": "÷", "pm": "±", "mp": "∓", "in": "∈", "notin": "∉",
+    "subset": "⊂", "subseteq": "⊆", "cup": "∪", "cap": "∩", "forall": "∀", "exists": "∃", "le": "≤",
+    "leq": "≤", "ge": "≥", "geq": "≥", "neq": "≠", "ne": "≠", "approx": "≈", "equiv": "≡", "propto": "∝",
+    "sim": "~", "to": "→", "rightarrow": "→", "leftarrow": "←", "gets": "←", "Rightarrow": "⇒", "mapsto": "↦",
+    "implies": "⇒", "iff": "⇔", "mid": "|", "vert": "|", "Vert": "‖", "|": "‖", "lVert": "‖", "rVert": "‖",
+    "lvert": "|", "rvert": "|", "langle": "⟨", "rangle": "⟩", "lfloor": "⌊", "rfloor": "⌋", "lceil": "⌈",
+    "rceil": "⌉", "odot": "⊙", "oplus": "⊕", "otimes": "⊗", "circ": "∘", "top": "ᵀ", "intercal": "ᵀ",
+    "ell": "ℓ", "varnothing": "∅", "emptyset": "∅", "star": "⋆", "ast": "*", "prime": "′", "dagger": "†",
+    "{": "{", "}": "}", "_": "_", "%": "%", "$": "$", "&": "&", "#": "#",
+    ",": " ", ";": " ", ":": " ", " ": " ", "quad": " ", "qquad": " ", "!": "",
 }
+# Operators written as words: a space separates them from what follows (``\cos\phi`` -> "cos φ").
+_TEX_OPERATORS = {"log", "ln", "exp", "sin", "cos", "tan", "tanh", "sinh", "cosh", "arg", "min", "max", "sup",
+                  "inf", "lim", "det", "dim", "softmax", "argmin", "argmax", "Pr", "KL", "Var", "Cov", "diag", "tr"}
+# Accents become Unicode combining marks on a one-letter argument (``\bar\alpha_t`` -> "ᾱ_t").
+_TEX_ACCENTS = {"bar": "\u0304", "overline": "\u0304", "tilde": "\u0303", "widetilde": "\u0303", "hat": "\u0302",
+                "widehat": "\u0302", "dot": "\u0307", "ddot": "\u0308", "vec": "\u20d7", "check": "\u030c"}
+# Commands that only change the font or size, or only space: their argument (if any) is kept as it is.
+_TEX_FONTS = {"mathcal", "mathbb", "mathbf", "mathrm", "mathit", "mathsf", "mathtt", "mathfrak", "boldsymbol", "bm",
+              "operatorname", "text", "textrm", "textit", "textbf", "mbox", "displaystyle", "textstyle"}
+_TEX_SIZES = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr",
+              "middle", "limits", "nolimits"}
+_TEX_TOKEN = re.compile(r"\\[A-Za-z]+\s*|\\.|.", re.S)
+
+
+class _TexReader:
+    """A small reader of inline TeX that writes it as plain text (not a TeX parser: enough for prompts)."""
+
+    def __init__(self, tex: str):
+        self.tokens = _TEX_TOKEN.findall(tex)
+        self.k = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.k] if self.k < len(self.tokens) else None
+
+    def take(self) -> str | None:
+        token = self.peek()
+        self.k += token is not None
+        return token
+
+    def group(self) -> str:
+        """The text of a ``{...}`` group (the ``{`` already taken), up to its ``}``."""
+        out = []
+        while (token := self.peek()) is not None and token != "}":
+            out.append(self.item())
+        self.take()
+        return "".join(out)
+
+    def argument(self) -> str:
+        """A command's argument: a group, or the next single item (``\\sqrt d``, ``\\bar\\alpha``)."""
+        while self.peek() is not None and self.peek().isspace():
+            self.take()
+        if self.peek() == "{":
+            self.take()
+            return self.group()
+        return self.item() if self.peek() is not None else ""
+
+    def item(self) -> str:
+        token = self.take()
+        if token == "{":
+            return self.group()
+        if token in ("_", "^"):
+            raw = self.argument()
+            arg, space = raw.strip(), " " * raw.endswith(" ")  # keep the space after ``x_\alpha ``
+            if token == "^" and arg in ("ᵀ", "′", "†", "*"):
+                return arg + space
+            return token + _paren(arg) + space
+        if not token.startswith("\\"):
+            return token
+        name = token[1:].strip() or token[1:2]
+        if name in _TEX_SIZES:
+            return ""
+        if name in _TEX_FONTS:
+            return self.argument() if name not in ("displaystyle", "textstyle") else ""
+        if name in _TEX_ACCENTS:
+            arg = self.argument().strip()
+            return arg + _TEX_ACCENTS[name] if len(arg) == 1 else f"{name}({arg})"
+        if name in ("frac", "tfrac", "dfrac"):
+            num, den = self.argument().strip(), self.argument().strip()
+            return f"{_paren(num)}/{_paren(den)}"
+        if name == "sqrt":
+            arg = self.argument().strip()
+            return f"√{_paren(arg)}"
+        if name in _TEX_OPERATORS:  # "\x00": a space here if a letter, digit or bracket comes before (see _tex)
+            follows = self.peek()
+            return "\x00" + name + (" " if follows and (follows[0].isalnum() or follows[0] == "\\") else "")
+        symbol = _TEX_SYMBOLS.get(name, name)
+        if token.endswith(" ") and symbol not in (" ", ""):
+            symbol += " "  # the space that ended the command name, as in "\in X"
+        return symbol
+
+
+def _atom(text: str) -> bool:
+    """True when ``text`` reads unambiguously without parentheses after ``_``, ``^``, ``/`` or ``√``."""
+    return len(text) <= 1 or re.fullmatch(r"[\w.\u0300-\u036f\u20d7]+", text) is not None
+
+
+def _paren(text: str) -> str:
+    return text if _atom(text) else f"({text})"
 
 
 def _tex(math: str) -> str:
-    """Inline TeX as readable text: ``\\pi_k \\mathcal{N}(\\mu_k, \\sigma_k^2)`` -> ``π_k N(μ_k, σ_k^2)``."""
-    text = re.sub(r"\\(?:mathcal|mathbb|mathbf|mathrm|operatorname|text|textrm|boldsymbol|hat|bar|tilde)\s*"
-                  r"\{([^{}]*)\}", r"\1", math)
-    text = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_WORDS.get(m.group(1), m.group(1)), text)
-    text = text.replace("\\_", "_").replace("\\,", " ").replace("\\!", "").replace("\\{", "{").replace("\\}", "}")
-    return re.sub(r"(?<!\\)[{}]", "", text).strip()
+    """Inline TeX as readable plain text.
+
+    ``\\pi_k \\mathcal{N}(\\mu_k, \\sigma_k^2)`` -> ``π_k N(μ_k, σ_k^2)``; ``\\tilde\\mu_t`` -> ``μ̃_t``;
+    ``\\sqrt{1-\\bar\\alpha_t}`` -> ``√(1-ᾱ_t)``; ``\\tfrac{L-1}{2}`` -> ``(L-1)/2``; ``x_{t-1}`` -> ``x_(t-1)``.
+    """
+    reader = _TexReader(math)
+    out = []
+    while reader.peek() is not None:
+        out.append(reader.item())
+    text = re.sub(r"(?<=[\w)\]])\x00", " ", "".join(out)).replace("\x00", "")
+    return unicodedata.normalize("NFC", re.sub(r"[ \t]+", " ", text).strip())
 
 
 def plain_text(markdown: str) -> str:
