@@ -213,8 +213,8 @@ for name, fd in ae_fd.items():
           f"blurred data {baselines['fd_blurred']:.1f})")
 
 # %% [markdown]
-# The codes of real images are nothing like a standard normal, so decoding $\mathcal N(0, I)$
-# gives noise. A Gaussian fitted to the codes after training is a real density over codes, and it
+# The codes of real images are nothing like a standard normal (their statistics are printed
+# above), so decoding $\mathcal N(0, I)$ gives images far from any garment (the first FD). A Gaussian fitted to the codes after training is a real density over codes, and it
 # does far better: the autoencoder has become a generative model by adding, after the fact, a
 # model of its codes (Ghosh et al. 2020 study exactly this "ex-post density estimation").
 # Everything that follows develops that thought: the VAE builds the density of the codes into
@@ -440,7 +440,7 @@ save_samples("03_vqvae", "vae", vae_samples, cost=vae_cost, steps=cfg["vae_steps
 # above as a share of the test images', measures the blur. Two causes, both visible in the
 # numbers above. First, averaging: for a given $z$ the decoder's best mean is the *average* of
 # all images the encoder maps near $z$, and an average of shirts with different folds and
-# prints is a smooth shirt; with 16 numbers per image, many images share a code. Second, the
+# prints is a smooth shirt; with a code of a few numbers per image, many images share a code. Second, the
 # likelihood lets the decoder explain what it cannot reconstruct as *noise*: where it predicts a
 # large scale, errors in the mean cost little, so its means reconstruct worse than the plain
 # autoencoder's, which had to get every pixel right. Drawing the pixel noise as well would not
