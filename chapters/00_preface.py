@@ -225,7 +225,7 @@ def train(model: GaussianMixture) -> dict:
 init_means = x_train[torch.randperm(len(x_train), generator=generator)[: cfg["components"]]]
 model = GaussianMixture(cfg["components"], init_means).to(device)
 model, info = genbook.load_or_train(model, train, chapter="00_preface", name="mixture", config=cfg)
-print("loaded from cache" if info["cached"] else "trained", "->", info["path"])
+print("loaded from cache" if info["cached"] else "trained", "->", genbook.paths.repo_relative(info["path"]))
 
 # %% [markdown]
 # ## Measuring against baselines
@@ -266,6 +266,7 @@ genbook.report(
     metrics={"heldout_nll": nll_model},
     baselines={"single_gaussian_nll": nll_single, "true_density_nll": nll_true},
     n_heldout=len(x_test),
+    retrained=not info["cached"],
 )
 
 # %%

@@ -32,3 +32,19 @@ def checkpoint_dir() -> Path:
     path = Path(switches.path_value("GENBOOK_CHECKPOINTS") or data_dir() / "checkpoints")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def repo_relative(path) -> str:
+    """``path`` as a reader should see it printed: relative to the repository (``data/checkpoints/x.pt``).
+
+    Pages of the book must not show the build machine's folders. A path outside the
+    repository (a moved ``GENBOOK_CHECKPOINTS``) is shown relative to the home folder
+    (``~/...``), else by its name alone.
+    """
+    path = Path(path).resolve()
+    for base, prefix in ((REPO_ROOT, ""), (Path.home().resolve(), "~/")):
+        try:
+            return prefix + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.name

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .devices import device
-from .paths import build_dir
+from .paths import build_dir, repo_relative
 from .profiles import profile_name
 
 _STARTED = time.perf_counter()  # genbook is imported in a chapter's first cell
@@ -41,9 +41,32 @@ def _number(name: str, value) -> float:
     return float(value)
 
 
+class Record(dict):
+    """The dict ``report`` writes, shown as one summary line (a notebook cell or ``print`` shows that line).
+
+    ``record["metrics"]`` and the other keys are as in the JSON file; ``json.dumps(record)`` works as for a dict.
+    """
+
+    def summary(self) -> str:
+        """``05_ddpm (fast, cpu, 123 s): fd_ddim_20 = 63.1, ...; baselines: pca_fd = 166; written to ...``."""
+        numbers = lambda values: ", ".join(f"{k} = {v:.4g}" for k, v in values.items())  # noqa: E731
+        parts = [f"{self.get('chapter')} ({self.get('profile')}, {self.get('device')}, {self.get('wall_s', 0):.0f} s)"
+                 f": {numbers(self.get('metrics', {}))}"]
+        if self.get("baselines"):
+            parts.append(f"baselines: {numbers(self['baselines'])}")
+        parts.append(f"recorded in {repo_relative(results_dir() / (str(self.get('chapter')) + '.json'))}")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's display of a cell's last value
+        printer.text(self.summary())
+
+
 def report(chapter: str, metrics: dict, baselines: dict | None = None, wall_s: float | None = None, *,
-           timings: dict | None = None, **notes) -> dict:
-    """Write ``_build/results/<chapter>.json`` and return the record.
+           timings: dict | None = None, **notes) -> Record:
+    """Write ``_build/results/<chapter>.json`` and return the record (a dict shown as one summary line).
 
     metrics / baselines: name -> number (floats, ints or 0-d tensors); with fixed seeds
         these are the same, bit for bit, on every run on one machine.
@@ -74,7 +97,7 @@ def report(chapter: str, metrics: dict, baselines: dict | None = None, wall_s: f
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
-    return record
+    return Record(record)
 
 
 def load_results() -> list[dict]:
