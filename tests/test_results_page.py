@@ -1,4 +1,4 @@
-"""The results page: one row per chapter, in the book's order, from `_build/results/*.json`, rendered as a table."""
+"""The results page: one block per chapter, in the book's order, from `_build/results/*.json`, and the FD figure."""
 
 import json
 import re
@@ -50,7 +50,9 @@ def page(tmp_path, monkeypatch):
     monkeypatch.setenv("GENBOOK_BUILD", str(tmp_path / "build"))
     results = tmp_path / "build" / "results"
     results.mkdir(parents=True)
-    for r in [record("00_intro", 12.0, n_samples=1000), record("02_slow", 25.5), record("03_later", 1.0),
+    for r in [record("00_intro", 12.0, n_samples=1000, retrained=False),
+              record("02_slow", 25.5, retrained=True, bars={"fd below pca": True, "beats blur": False}),
+              record("03_later", 1.0),
               record("99_removed", 3.0, profile="full")]:
         (results / f"{r['chapter']}.json").write_text(json.dumps(r))
     (tmp_path / "book.toml").write_text(BOOK)
@@ -99,35 +101,73 @@ def render(markdown: str) -> list[list[str]]:
     return table.rows
 
 
-def test_rows_follow_the_book_and_say_what_is_missing(page):
-    rows = render(page)
-    assert rows[0] == ["chapter", "metrics", "baselines", "wall / budget (s)", "run"]
-    names = [r[0] for r in rows[1:]]
-    assert names == ["00. Introduction", "01. Not run yet", "02. A slow | chapter", "03. Planned (planned)",
-                     "99_removed (not in the book)"]
-    assert all(len(r) == 5 for r in rows), rows  # escaped pipes did not split a cell
-    assert "not run yet (make test)" in rows[2][1]
+def headings(markdown: str) -> list[str]:
+    return [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
 
 
-def test_numbers_baselines_budget_and_run(page):
-    intro, slow, removed = render(page)[1], render(page)[3], render(page)[5]
-    assert intro[1] == "fd = 12.35 / acc|top1 = 0.91" and intro[2] == "pca_fd = 45.6"
-    assert intro[3] == "12.0 / 30" and intro[4] == "fast / cpu / 2026-01-02 03:04:05 / n_samples = 1000"
-    assert slow[3] == "25.5 (over) / 10"  # over its fast-profile budget
-    assert removed[3] == "3.0 / –"  # budgets are for the fast profile only
-    assert "[00. Introduction](chapters/00_intro)" in page  # rows link to the chapters' pages
+def block(markdown: str, heading_start: str) -> str:
+    """The text of one chapter's block: from its heading to the next."""
+    parts = re.split(r"^## ", markdown, flags=re.M)
+    return next(p for p in parts if p.startswith(heading_start))
+
+
+def test_one_block_per_chapter_in_the_book_s_order(page):
+    assert headings(page) == ["[00. Introduction](chapters/00_intro)", "[01. Not run yet](chapters/01_waiting)",
+                              "[02. A slow | chapter](chapters/02_slow)", "03. Planned *(planned)*",
+                              "99_removed *(not in the book)*"]
+    assert "Not run yet (`make test`)" in block(page, "[01.")
+
+
+def test_a_block_reads_metric_value_and_ratio_to_each_baseline_of_its_kind(page):
+    rows = render(block(page, "[00."))
+    assert rows[0] == ["metric", "value", "compared with the baselines (ratio)"]
+    fd = next(r for r in rows if r[0] == "fd")
+    assert fd[1] == "12.35" and fd[2] == f"{12.3456 / 45.6:.2f}× pca_fd"
+    assert next(r for r in rows if r[0] == "acc|top1")[2] == ""  # no accuracy baseline: no ratio
+    assert all(len(r) == 3 for r in rows), rows  # escaped pipes did not split a cell
+
+
+def test_budget_trained_or_loaded_and_bars(page):
+    intro, slow, removed = block(page, "[00."), block(page, "[02."), block(page, "99_")
+    assert "wall time 12.0 s of a 30 s budget;" in intro and "models loaded from cache" in intro
+    assert "of a 10 s budget (**over**)" in slow and "trained in this run" in slow
+    assert "wall time 3.0 s;" in removed and "not recorded" in removed  # budgets are for the fast profile only
+    assert "✓ every bar the chapter asserts held" in intro
+    assert "✓ fd below pca" in slow and "✗ beats blur" in slow
+    assert "`n_samples` = 1000" in intro
     assert page.rstrip().endswith("Measured on: x86_64, 2 cpus, torch 2.13.0+cpu.")
+
+
+def test_the_fd_figure_compares_every_image_model_with_its_baselines(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBOOK_BUILD", str(tmp_path / "build"))
+    results = tmp_path / "build" / "results"
+    results.mkdir(parents=True)
+    for slug, fd in [("00_intro", 60.0), ("02_slow", 300.0)]:
+        r = record(slug, 1.0)
+        r["metrics"] = {"fd_sampler_a": fd, "fd_sampler_b": fd + 10, "fd_ci": 5.0, "fd_reconstructions": 1.0}
+        r["baselines"] = {"fd_real_vs_real": 6.0, "fd_blurred": 72.0, "fd_pca_gaussian": 166.0}
+        (results / f"{slug}.json").write_text(json.dumps(r))
+    (tmp_path / "book.toml").write_text(BOOK)
+    figure = tmp_path / "src" / "results_fd.png"
+    markdown = results_page(load_manifest(tmp_path / "book.toml"), figure=figure)
+    assert figure.stat().st_size > 5000 and figure.read_bytes()[:4] == b"\x89PNG"
+    assert "```{figure} results_fd.png" in markdown
+    from genbook.book.build import best_fd
+
+    assert best_fd(json.loads((results / "00_intro.json").read_text())) == ("fd_sampler_a", 60.0)
+    assert best_fd(record("00_intro", 1.0)) is None  # no protocol baselines: not an image chapter
 
 
 def test_no_results_at_all(tmp_path, monkeypatch):
     monkeypatch.setenv("GENBOOK_BUILD", str(tmp_path / "build"))
     (tmp_path / "book.toml").write_text(BOOK)
-    rows = render(results_page(load_manifest(tmp_path / "book.toml")))
-    assert [r[0] for r in rows[1:]] == ["00. Introduction", "01. Not run yet", "02. A slow | chapter"]
-    assert all("not run yet" in r[1] for r in rows[1:])
+    figure = tmp_path / "fd.png"
+    page = results_page(load_manifest(tmp_path / "book.toml"), figure=figure)
+    assert len(headings(page)) == 3 and page.count("Not run yet (`make test`)") == 3
+    assert not figure.exists() and "{figure}" not in page
 
 
-def test_the_book_has_a_row_for_every_written_chapter():
+def test_the_book_has_a_block_for_every_written_chapter():
     page = results_page(load_manifest())
     for chapter in load_manifest().written():
         assert f"](chapters/{chapter.slug})" in page
