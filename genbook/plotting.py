@@ -34,11 +34,33 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value:
     return grid.permute(1, 2, 0)
 
 
-def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.6):
-    """Draw ``image_grid(images, nrow)``; returns the matplotlib Axes."""
+IMAGE_INCHES = 0.8  # a 28x28 tile drawn 0.8 inch wide: about 80 px on the page, enough to tell a shoe from a bag
+MAX_COLUMNS = 12  # more tiles than this in a row are too small to read in the book's column
+
+
+def grid_columns(nrow: int, max_columns: int | None = MAX_COLUMNS) -> int:
+    """Tiles per row actually drawn: ``nrow``, or its largest divisor <= ``max_columns`` (16 -> 8, 20 -> 10).
+
+    A divisor keeps every requested row whole (a long strip becomes two or more full rows).
+    """
+    if max_columns is None or nrow <= max_columns:
+        return nrow
+    return max(d for d in range(1, max_columns + 1) if nrow % d == 0)
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None,
+                scale: float = IMAGE_INCHES, max_columns: int | None = MAX_COLUMNS):
+    """Draw ``image_grid(images, nrow)``; returns the matplotlib Axes.
+
+    scale: inches per image tile (28 pixels plus padding) when a new figure is made.
+    max_columns: rows longer than this are folded into whole rows of a divisor of ``nrow`` (see
+        :func:`grid_columns`), so samples stay large enough to see; ``None`` draws ``nrow`` per row as asked.
+    """
+    nrow = grid_columns(nrow, max_columns)
     grid = image_grid(images, nrow=nrow).numpy()
     if ax is None:
-        _, ax = plt.subplots(figsize=(scale * grid.shape[1] / 30, scale * grid.shape[0] / 30))
+        tile = images.shape[-1] + 2
+        _, ax = plt.subplots(figsize=(scale * grid.shape[1] / tile, scale * grid.shape[0] / tile))
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
     if title:

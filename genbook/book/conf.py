@@ -45,6 +45,9 @@ html_theme_options = {
     "home_page_in_toc": True,
 }
 html_last_updated_fmt = ""
+# Wide equations scroll, long code lines wrap, tables and images stay inside the column (see static/genbook.css).
+html_static_path = [str(Path(__file__).parent / "static")]
+html_css_files = ["genbook.css"]
 # Without it the theme starts with an empty mode and logs a console error for every first-time reader.
 html_context = {"default_mode": "auto"}
 
