@@ -67,3 +67,16 @@ def test_trace_of_wrong_product_is_caught():
         return g.sum(1)
     with pytest.raises(ExerciseFailed):
         check_hutchinson_divergence(jacobian_sum)
+
+
+def test_hutchinson_at_the_wrong_point_or_time_is_caught():
+    """The test field is nonlinear, so its Jacobian depends on x and t: the wrong point must fail."""
+    def at_zero(v, x, t, probes):
+        return hutchinson(v, torch.zeros_like(x), t, probes)
+
+    def at_time_zero(v, x, t, probes):
+        return hutchinson(v, x, torch.zeros_like(t), probes)
+
+    for wrong in (at_zero, at_time_zero):
+        with pytest.raises(ExerciseFailed):
+            check_hutchinson_divergence(wrong)

@@ -44,6 +44,17 @@ def _spiral_field(x, t):
     return (1 + 2 * t[:, None]) * rot + torch.tensor([1.0, 0.0]) - 0.5 * x
 
 
+def _curved_field(x, t):
+    """A nonlinear, time-dependent test field: its Jacobian changes with x and with t (unlike the spiral's).
+
+    v(x, t) = (1 + t) tanh(W x) + t (c ⊙ x²). A Jacobian taken at the wrong point or time, or a trace
+    that ignores the probes, gives a different answer here.
+    """
+    W = torch.tensor([[0.8, -1.3], [1.1, 0.5]], dtype=x.dtype)
+    c = torch.tensor([0.5, -0.3], dtype=x.dtype)
+    return (1 + t[:, None]) * torch.tanh(x @ W.T) + t[:, None] * c * x.pow(2)
+
+
 def check_heun_sampler(fn) -> None:
     """``fn(v, x0, steps) -> x1`` must take ``steps`` Heun steps of dx/dt = v(x, t) from t = 0 to t = 1."""
     x0 = torch.randn(5, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -76,20 +87,20 @@ def check_hutchinson_divergence(fn) -> None:
     probes = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
     with torch.enable_grad():
         xr = x.clone().requires_grad_(True)
-        out = _spiral_field(xr, t)
+        out = _curved_field(xr, t)
         want = torch.zeros(4, dtype=torch.float64)
         for eps in probes:  # εᵀ J ε with a vector–Jacobian product: (εᵀ J) · ε
             (vjp,) = torch.autograd.grad(out, xr, eps, retain_graph=True)
             want = want + (vjp * eps).sum(1)
     want = want / len(probes)
-    got = call_student(fn, _spiral_field, x, t, probes, exercise=HUTCHINSON)
+    got = call_student(fn, _curved_field, x, t, probes, exercise=HUTCHINSON)
     expect_close(got, want, what="hutchinson_divergence(v, x, t, probes)", atol=1e-8, rtol=1e-8,
                  hint="for each probe ε: (εᵀ J) by torch.autograd.grad(v(x, t), x, grad_outputs=ε), "
                       "then the dot product with ε; average over the probes.")
     # with many Gaussian probes the estimate approaches the exact divergence (a sanity check of the idea)
-    exact = divergence(_spiral_field, x, t)[1]
+    exact = divergence(_curved_field, x, t)[1]
     many = torch.randn(1000, 4, 2, generator=g, dtype=torch.float64)  # estimate's std here: 1/sqrt(1000)
-    estimate = call_student(fn, _spiral_field, x, t, many, exercise=HUTCHINSON)
+    estimate = call_student(fn, _curved_field, x, t, many, exercise=HUTCHINSON)
     if not torch.allclose(estimate, exact, atol=0.15):
         raise ExerciseFailed(f"with 1000 probes your estimate {estimate.tolist()} should be close to the exact "
                              f"divergence {exact.tolist()}.")
