@@ -46,6 +46,11 @@ PNG_1x1 = bytes.fromhex(
 )
 
 
+# A 600 px text column, as the book's theme has one (about 690 px at a 1280 px window).
+COLUMN = "<style>main { width: 600px; margin: 0 auto; }</style>"
+MACHINE_ROOT = "/home/builder/src/genbook"  # an absolute path of a "build machine" the pages must not show
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """A tiny site: one good page and one page per fault the checker must catch."""
@@ -70,10 +75,21 @@ def synthetic(tmp_path_factory):
         "tex_error.html": ("TeX error", mathjax, '<p><span class="math">\\(\\frac{1}\\)</span></p>'),
         "undefined_macro.html": ("Undefined macro", mathjax, '<p><span class="math">\\(\\notamacro{x}\\)</span></p>'),
         "remote.html": ("Remote", "", '<img src="https://example.org/logo.png" alt="remote">'),
+        "wide.html": ("Wide", "", COLUMN + '<main><table><tr><td><span style="display: inline-block; '
+                      'width: 900px">a wide cell</span></td></tr></table></main>'),
+        "cut_off.html": ("Cut off", "", COLUMN + '<main><div style="overflow: hidden"><pre style="width: 1000px">'
+                         'a long code line</pre></div></main>'),
+        "scrolls.html": ("Scrolls", "", COLUMN + '<main><div style="overflow-x: auto"><div style="width: 1200px">'
+                         'a wide equation that scrolls inside the column</div></div><p>fits</p></main>'),
+        "table_scrolls.html": ("Table scrolls", "", COLUMN + '<main><div style="overflow-x: auto"><table><tr><td>'
+                               '<span style="display: inline-block; width: 900px">run</span></td></tr></table></div>'
+                               '</main>'),
+        "machine_path.html": ("Machine path", "", '<pre>trained -> {root}/data/checkpoints/00_preface.pt</pre>'),
     }
     for name, (title, head, body) in pages.items():
-        (site / name).write_text(PAGE.format(title=title, head=head, body=body))
-    report = check_site(site, screenshot_dir=None, timeout_s=20)  # screenshots: see test_summary_and_exit_status
+        (site / name).write_text(PAGE.format(title=title, head=head, body=body.replace("{root}", MACHINE_ROOT)))
+    # screenshots: see test_summary_and_exit_status
+    report = check_site(site, screenshot_dir=None, timeout_s=20, machine_paths=[MACHINE_ROOT])
     return site, report
 
 
@@ -95,6 +111,11 @@ def test_a_good_page_passes(synthetic):
     ("tex_error.html", ["MathJax error: 'Missing argument for \\\\frac'"]),
     ("undefined_macro.html", ["undefined TeX macro: '\\\\notamacro'"]),
     ("remote.html", ["asks the network for https://example.org/logo.png", "image does not load"]),
+    ("wide.html", ["overflow: table is wider than its column: "]),
+    ("cut_off.html", ["overflow: pre is cut off (wider than its column)"]),
+    ("table_scrolls.html", ["overflow: table must scroll sideways: 9"]),
+    ("machine_path.html", ["absolute path of the build machine in the page: "
+                           "'/home/builder/src/genbook/data/checkpoints/00_preface.pt'"]),
 ])
 def test_each_fault_is_caught(synthetic, page, expected):
     _, report = synthetic
@@ -103,9 +124,27 @@ def test_each_fault_is_caught(synthetic, page, expected):
         assert any(text in p for p in problems), f"{page}: expected {text!r} among {problems}"
 
 
+def test_content_that_scrolls_inside_the_column_passes(synthetic):
+    _, report = synthetic
+    assert report.page("scrolls.html").problems == []
+    assert len(report.page("wide.html").problems) == 1  # the outermost offender only, not each cell inside it
+
+
+@pytest.mark.parametrize("text, found", [
+    ("saved -> /home/builder/src/genbook/data/x.pt.", ["/home/builder/src/genbook/data/x.pt"]),
+    ("see file:///tmp/book/index.html; then", ["file:///tmp/book/index.html"]),
+    ("saved -> data/checkpoints/x.pt", []),
+    ("/home/builder/src/genbookish/x", []),  # another folder that merely starts the same way
+])
+def test_absolute_path_detection(text, found):
+    from genbook.book.browser import absolute_paths
+
+    assert absolute_paths(text, [MACHINE_ROOT]) == found
+
+
 def test_summary_and_exit_status(synthetic, tmp_path, capsys):
     _, report = synthetic
-    assert not report.ok and report.summary().startswith("browser check: 11 pages, 4 formulas, 3 images, ")
+    assert not report.ok and report.summary().startswith("browser check: 16 pages, 4 formulas, 3 images, ")
     assert report.summary().endswith(f"{len(report.problems)} problems")
     site = tmp_path / "html"
     site.mkdir()
@@ -129,6 +168,7 @@ def book_inputs() -> list[Path]:
     chapters = [c.path for c in load_manifest().written()]
     renderer = [REPO_ROOT / "book.toml"] + [REPO_ROOT / "genbook" / "book" / f"{name}.py" for name in
                                            ("build", "conf", "execution", "manifest", "student")]
+    renderer.append(REPO_ROOT / "genbook" / "book" / "static" / "genbook.css")
     return chapters + renderer
 
 
@@ -161,6 +201,21 @@ def test_the_rendered_book_passes(book, book_report):
 
 
 @pytest.mark.book
+def test_no_page_is_wider_than_its_column_or_shows_a_machine_path(book, book_report):
+    """Issue 22's bars, stated on their own (test_the_rendered_book_passes also fails on them)."""
+    wide = [p for p in book_report.problems if ": overflow: " in p]
+    assert not wide, "\n".join(wide)
+    shown = [p for p in book_report.problems if "absolute path of the build machine" in p]
+    assert not shown, "\n".join(shown)
+    from genbook.book.browser import absolute_paths, default_machine_paths
+
+    leaks = {page.relative_to(book).as_posix(): absolute_paths(page.read_text(errors="replace"),
+                                                               default_machine_paths(book))
+             for page in book.rglob("*.html")}
+    assert not {k: v for k, v in leaks.items() if v}, leaks
+
+
+@pytest.mark.book
 def test_the_preface_has_typeset_math_and_its_figure(book_report):
     preface = book_report.page("chapters/00_preface.html")
     assert preface.formulas >= 5, "the preface's formulas were not typeset"
@@ -172,7 +227,7 @@ def test_the_results_page_has_a_row_for_every_chapter(book, book_report):
     results = book_report.page("results.html")
     hrefs = {raw for raw, _ in results.links}
     html = (book / "results.html").read_text()
-    assert "<table" in html
+    assert "<table" in html and "results_fd.png" in html  # per-chapter blocks and the FD figure
     for chapter in load_manifest().written():
         assert f"chapters/{chapter.slug}.html" in hrefs, f"results.html has no row for {chapter.slug}"
 

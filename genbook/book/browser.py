@@ -12,6 +12,10 @@ A page fails when
   (``$$``, ``\\(``, ``\\[``, ``\\begin{``, ``$...\\cmd...$``) in the visible text, or
   a MathJax error (``mjx-merror``), or an undefined macro (drawn in red by MathJax);
 - an image does not load (``complete`` with a ``naturalWidth`` of 0);
+- an element is wider than the text column (it spills out, or an ancestor cuts it off;
+  an element that scrolls sideways inside a container that fits is fine);
+- the visible text shows an absolute path of the build machine (the repository, the
+  home folder, the book's build folder) or a ``file://`` URL;
 - an internal link leads nowhere: the file does not exist, the ``#anchor`` is not
   an id on the target page, or the link leaves the book's folder.
 
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..paths import build_dir
+from ..paths import REPO_ROOT, build_dir
 
 # Without these flags Chromium keeps trying to reach Google's servers (see TOOLCHAIN-NOTES).
 CHROMIUM_ARGS = [
@@ -108,8 +112,53 @@ async (timeoutMs) => {
   const undefinedMacros = Array.from(document.querySelectorAll("mjx-container mtext[mathcolor='red']")).map(
     (el) => el.textContent.trim()).filter((text) => /^\\[A-Za-z]+$/.test(text));  // (in the assistive MathML)
 
+  // Elements wider than the text column: they spill out of it, or are cut off by an ancestor that clips.
+  // An element inside a sideways scroller (overflow-x auto/scroll) that fits the column is fine.
+  const column = ["article.bd-article", ".bd-article", "main", "body"].map((q) => document.querySelector(q))
+    .find((el) => el);
+  const columnRect = column.getBoundingClientRect();
+  const overflows = [];
+  const describe = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.classList.length ? "." + Array.from(el.classList).slice(0, 2).join(".") : "");
+  const ignore = "aside, .margin, .sidebar, .marginnote, .headerlink, script, style, mjx-assistive-mml, " +
+    ".visually-hidden";
+  for (const el of column.querySelectorAll("*")) {
+    if (el.closest(ignore)) continue;
+    const rect = el.getBoundingClientRect();
+    if (rect.width === 0 || rect.height === 0 || rect.right <= columnRect.right + 1) continue;
+    const style = getComputedStyle(el);
+    if (style.position === "fixed" || style.visibility === "hidden") continue;
+    let verdict = "is wider than its column";
+    for (let up = el.parentElement; up && up !== column; up = up.parentElement) {
+      const o = getComputedStyle(up).overflowX;
+      if (o === "auto" || o === "scroll") { verdict = null; break; }  // scrolls inside its container
+      if (o === "hidden" || o === "clip") { verdict = "is cut off (wider than its column)"; break; }
+    }
+    if (verdict === null) continue;
+    if (overflows.some((o) => o.el.contains(el))) continue;  // report the outermost offender only
+    overflows.push({el, text: `${describe(el)} ${verdict}: ${Math.round(rect.width)} px wide, ends ` +
+      `${Math.round(rect.right - columnRect.right)} px right of the ${Math.round(columnRect.width)} px column ` +
+      `(${snippet(el.textContent || el.getAttribute("src") || "")})`});
+  }
+
+  // A table read sideways hides its last columns from the reader: a table must fit, even inside a scroller.
+  for (const table of column.querySelectorAll("table")) {
+    if (table.closest(ignore) || overflows.some((o) => o.el.contains(table))) continue;
+    const width = table.getBoundingClientRect().width;
+    let box = table.parentElement;
+    while (box && box !== column && !["auto", "scroll"].includes(getComputedStyle(box).overflowX)) {
+      box = box.parentElement;
+    }
+    if (box && box !== column && box.scrollWidth > box.clientWidth + 1) {
+      overflows.push({el: table, text: `table must scroll sideways: ${Math.round(width)} px wide in a ` +
+        `${box.clientWidth} px column (${snippet(table.textContent)})`});
+    }
+  }
+
   return {
     title: document.title,
+    overflows: overflows.map((o) => o.text),
+    text: document.body.innerText,
     mathjax,
     mathElements: mathElements.length,
     formulas: document.querySelectorAll("mjx-container").length,
@@ -121,6 +170,30 @@ async (timeoutMs) => {
   };
 }
 """
+
+
+def default_machine_paths(html_dir: Path | None = None) -> list[str]:
+    """Folders whose absolute paths must not appear in a page: the repository, the home folder, the book's folder."""
+    candidates = [REPO_ROOT, Path.home()] + ([Path(html_dir).resolve().parent] if html_dir is not None else [])
+    return sorted({str(p) for p in candidates if len(p.parts) > 1}, key=len, reverse=True)
+
+
+def absolute_paths(text: str, machine_paths: list[str] | None = None) -> list[str]:
+    """Absolute paths of the build machine in a page's visible text (each once, in order of appearance).
+
+    A path counts when it starts with one of ``machine_paths`` (default: :func:`default_machine_paths`) followed by
+    the end of the text or a character that cannot end a folder name, so ``/work/main`` does not match
+    ``/work/mainframe``. Also caught: ``file://`` URLs.
+    """
+    roots = default_machine_paths() if machine_paths is None else machine_paths
+    found: list[str] = []
+    patterns = [re.escape(root.rstrip("/")) + r"(?![\w.-])[^\s'\"<>)\],]*" for root in roots if root.strip("/")]
+    patterns.append(r"file://[^\s'\"<>)\],]+")
+    for match in re.finditer("|".join(f"(?:{p})" for p in patterns), text):
+        path = match.group(0).rstrip(".;:!?")
+        if path not in found:
+            found.append(path)
+    return found
 
 
 @dataclass
@@ -224,7 +297,7 @@ def check_links(report: CheckReport) -> None:
 
 
 async def check_page(browser, path: Path, html_dir: Path, screenshot_dir: Path | None, timeout_s: float,
-                     full_page: bool) -> PageResult:
+                     full_page: bool, machine_paths: list[str] | None = None) -> PageResult:
     """Open one page in a fresh context (no localStorage or cache from other pages) and inspect it."""
     rel = path.relative_to(html_dir).as_posix()
     result = PageResult(rel)
@@ -279,6 +352,12 @@ async def check_page(browser, path: Path, html_dir: Path, screenshot_dir: Path |
         result.problems.append(f"MathJax error: {text!r}")
     for text in found["undefinedMacros"][:5]:
         result.problems.append(f"undefined TeX macro: {text!r}")
+    for text in found["overflows"][:5]:
+        result.problems.append(f"overflow: {text}")
+    if len(found["overflows"]) > 5:
+        result.problems.append(f"overflow: {len(found['overflows']) - 5} more elements wider than the column")
+    for path in absolute_paths(found["text"], machine_paths)[:5]:
+        result.problems.append(f"absolute path of the build machine in the page: {path!r}")
     for img in found["images"]:
         if not img["complete"] or img["width"] == 0:
             result.problems.append(f"image does not load: {img['src'].removeprefix(root) or '(no src)'}")
@@ -286,14 +365,14 @@ async def check_page(browser, path: Path, html_dir: Path, screenshot_dir: Path |
 
 
 async def _check_pages(pages: list[Path], html_dir: Path, screenshot_dir: Path | None, timeout_s: float,
-                       full_page: bool, workers: int) -> list[PageResult]:
+                       full_page: bool, workers: int, machine_paths: list[str] | None = None) -> list[PageResult]:
     from playwright.async_api import async_playwright
 
     slots = asyncio.Semaphore(workers)
 
     async def one(browser, path):
         async with slots:
-            return await check_page(browser, path, html_dir, screenshot_dir, timeout_s, full_page)
+            return await check_page(browser, path, html_dir, screenshot_dir, timeout_s, full_page, machine_paths)
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
@@ -304,8 +383,11 @@ async def _check_pages(pages: list[Path], html_dir: Path, screenshot_dir: Path |
 
 
 def check_site(html_dir: Path, screenshot_dir: Path | None = None, pages: list[Path] | None = None,
-               timeout_s: float = 30.0, full_page: bool = True, workers: int = 2) -> CheckReport:
+               timeout_s: float = 30.0, full_page: bool = True, workers: int = 2,
+               machine_paths: list[str] | None = None) -> CheckReport:
     """Open every page of ``html_dir`` in headless Chromium and collect its problems.
+
+    ``machine_paths``: folders of the build machine no page may show (default: :func:`default_machine_paths`).
 
     ``workers`` pages are open at a time, each in its own browser context.
     Raises BrowserUnavailable when Chromium or playwright is missing.
@@ -321,7 +403,9 @@ def check_site(html_dir: Path, screenshot_dir: Path | None = None, pages: list[P
         shutil.rmtree(screenshot_dir, ignore_errors=True)
         screenshot_dir.mkdir(parents=True)
     started = time.perf_counter()
-    results = asyncio.run(_check_pages(pages, html_dir, screenshot_dir, timeout_s, full_page, workers))
+    machine_paths = default_machine_paths(html_dir) if machine_paths is None else machine_paths
+    results = asyncio.run(_check_pages(pages, html_dir, screenshot_dir, timeout_s, full_page, workers,
+                                       machine_paths))
     report = CheckReport(html_dir, results, 0.0)
     check_links(report)
     report.seconds = time.perf_counter() - started
