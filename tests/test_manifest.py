@@ -7,7 +7,7 @@ from genbook.book.manifest import load_manifest
 from genbook.paths import REPO_ROOT
 
 DESIGN_ORDER = ["00_preface", "01_attention", "02_bert_vit", "03_vqvae", "04_gan", "05_ddpm", "06_sde",
-                "07_flow_matching", "08_latent_diffusion", "09_dalle"]
+                "07_flow_matching", "08_latent_diffusion", "09_dalle", "10_capstone"]
 
 
 def test_manifest_lists_every_planned_chapter_in_order():

@@ -8,6 +8,7 @@
 * captioned shapes: caption adherence measured by a trained attribute reader, and the same
   protocol as the images (``shapes_protocol``: FD in the shapes evaluator's feature space with
   real-vs-real, blurred and PCA-Gaussian baselines, ``evaluate_shapes``);
+* quality against cost: ``pareto_front`` (the non-dominated points, every coordinate a cost);
 * 2D toys: Wasserstein (exact with POT, else sliced), MMD, NLL under the true density;
 * text: held-out cross-entropy against unigram / bigram baselines.
 
@@ -46,6 +47,7 @@ from genbook.metrics.frechet import (
 )
 from genbook.metrics.inception import InceptionFeatures, inception_fid
 from genbook.metrics.kid import KID, kernel_inception_distance
+from genbook.metrics.pareto import pareto_front
 from genbook.metrics.precision_recall import precision_recall
 from genbook.metrics.protocol import (
     N_EVAL_FAST,
@@ -116,6 +118,7 @@ __all__ = [
     "load_samples",
     "mmd",
     "n_eval",
+    "pareto_front",
     "parse_caption",
     "pca_gaussian_fd",
     "perplexity",
