@@ -9,7 +9,12 @@ is read with jupytext and its code cells become test items
 - the cell tags ``skip-execution`` and ``raises-exception`` honoured, the same
   tags nbclient and MyST-NB honour (nbval's own NBVAL_* comments are not used);
 - ``--chapter-cache``: a chapter whose cells all passed is stored with its
-  outputs in the jupyter-cache that ``make book`` renders from.
+  outputs in the jupyter-cache that ``make book`` renders from;
+- chapters in ``RUN_LAST`` (the capstone, which reads the samples the other
+  chapters save) run after every other chapter of a serial session; next to
+  other chapters on several xdist workers they are skipped, since the order
+  of files across workers is not fixed (``make test`` runs them in a second,
+  serial run: ``pytest -n 0 chapters/10_capstone.py``).
 
 Output comparison is off (``--nbval-lax``): chapters carry no outputs, so there
 is nothing to compare; chapters check themselves with ``assert`` cells.
@@ -25,6 +30,7 @@ import pytest
 from nbval.plugin import IPyNbCell, IPyNbFile
 
 CHAPTERS = Path(__file__).parent / "chapters"
+RUN_LAST = ("10_capstone.py",)  # chapters that read what the other chapters save
 
 # Kernels inherit this process's environment: no progress-bar frames in executed
 # notebooks, and no MPLBACKEND=Agg (which would leave figure cells without output).
@@ -52,6 +58,21 @@ def pytest_collect_file(file_path, parent):
     # Paths named on the command line go through pytest_pycollect_makemodule instead.
     if is_chapter(file_path) and not parent.session.isinitpath(file_path):
         return ChapterFile.from_parent(parent, path=file_path)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    last = [item for item in items if item.path.name in RUN_LAST and is_chapter(item.path)]
+    if not last:
+        return
+    others = {item.path for item in items if is_chapter(item.path) and item.path.name not in RUN_LAST}
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)  # set in xdist's worker processes
+    if others and workers > 1:  # no order of files across workers
+        reason = (f"{last[0].path.name} reads the samples other chapters save: run it after them, "
+                  f"`pytest -n 0 chapters/{last[0].path.name}` (make test does)")
+        for item in last:  # skipped in runtest: a skip mark would need a line number in reportinfo
+            item.parent.run_last_skip = reason
+    else:  # one process: items run in this order, so put these after every other chapter
+        items[:] = [item for item in items if item not in last] + last
 
 
 class ChapterFile(IPyNbFile):
@@ -93,6 +114,8 @@ class ChapterFile(IPyNbFile):
 
 class ChapterCell(IPyNbCell):
     def runtest(self):
+        if getattr(self.parent, "run_last_skip", None):
+            pytest.skip(self.parent.run_last_skip)
         if self.parent.first_failure is not None:
             pytest.skip(f"an earlier cell failed: {self.parent.first_failure}")
         try:

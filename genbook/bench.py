@@ -3,10 +3,11 @@
     python -m genbook.bench [--repeat N] [--chapters 00_preface 05_ddpm] [--no-selfcheck] [--no-micro]
 
 Each chapter is executed in a new kernel (two CPU threads on a 2-core machine),
-``--repeat`` times, retraining its models (shared evaluators stay cached); the
-table shows the median wall time against the chapter's budget in book.toml, and
-the metrics, baselines and timings the chapter reported with
-``genbook.report``. The evaluation self-check (``genbook.metrics.selfcheck``),
+in the book's order (so the capstone, chapter 10, compares the samples that the
+chapters before it saved in the same bench run), ``--repeat`` times, retraining
+its models (shared evaluators stay cached); the table shows the median wall time
+against the chapter's budget in book.toml, and the metrics, baselines and timings
+the chapter reported with ``genbook.report``. The evaluation self-check (``genbook.metrics.selfcheck``),
 when present, is run first and shown as its own row. Then the micro-benchmarks
 run: genbook's fused attention against the naive version
 (``genbook.nn.bench_attention``), reported as a ratio per sequence length.
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--chapters: no chapter {', '.join(map(repr, unknown))} in book.toml; "
                      f"known: {', '.join(c.slug for c in manifest.chapters)}")
-    chapters = [manifest.chapter(s) for s in args.chapters] if args.chapters else manifest.written()
+    # In the book's order, whatever order --chapters names them in: the capstone (10) reads the samples the
+    # chapters before it save, so it must run after them.
+    chapters = [c for c in manifest.chapters if c.slug in args.chapters] if args.chapters else manifest.written()
     rows, failed = [], False
 
     if not args.no_selfcheck and importlib.util.find_spec("genbook.metrics.selfcheck"):
