@@ -67,7 +67,7 @@ from genbook.nn.unet import UNet, count_parameters, timestep_embedding
 cfg = genbook.profile(
     fast=dict(T=1000, schedule="cosine", channels=[16, 32], blocks=1, patch_size=2, attention=True,
               steps=1700, batch_size=32, lr=2e-3, warmup=100, ema=0.995,
-              sample_batch=500, ancestral_steps=[10, 50], ddim_steps=[5, 10, 25], eta_sweep_steps=[10],
+              sample_batch=500, ancestral_steps=[10, 50], ddim_steps=[10, 25], eta_sweep_steps=[10],
               chain_samples=500),
     full=dict(T=1000, schedule="cosine", channels=[64, 128, 128], blocks=2, patch_size=1, attention=True,
               steps=30_000, batch_size=128, lr=2e-4, warmup=1000, ema=0.9995,
@@ -514,7 +514,8 @@ training_settings = {k: v for k, v in cfg.items() if k not in SAMPLING_SETTINGS}
 model, info = genbook.load_or_train(build_model(), train, chapter="05_ddpm", name="unet", config=training_settings)
 model = model.to(device).eval()
 train_seconds = time.perf_counter() - start
-print(("loaded from cache" if info["cached"] else f"trained in {train_seconds:.0f} s"), "->", info["path"])
+print(("loaded from cache" if info["cached"] else f"trained in {train_seconds:.0f} s"), "->",
+      genbook.paths.repo_relative(info["path"]))
 genbook.plot_losses(info["history"], title="L_simple (EMA weights are kept)")
 plt.show()
 
