@@ -72,10 +72,10 @@ cfg = genbook.profile(
                          kl_weight=1e-6, fg_weight=10.0),
         text=dict(vocab_size=160, d_model=64, layers=2, heads=4, max_len=12),
         unet=dict(channels=[16, 32], blocks=1, attention=True, heads=4),
-        train=dict(steps=400, batch_size=128, lr=3e-3, warmup=30, ema=0.99, p_uncond=0.1),
-        sampler=dict(method="midpoint", steps=5),
+        train=dict(steps=370, batch_size=128, lr=3e-3, warmup=30, ema=0.99, p_uncond=0.1),
+        sampler=dict(method="midpoint", steps=4),
         scales=[1.0, 2.5, 5.0],
-        n_eval=1000, sample_batch=500, timing=dict(latent_steps=8, pixel_steps=2),
+        n_eval=1000, sample_batch=500, timing=dict(latent_steps=4, pixel_steps=1),
         xattn=dict(n=500, times=[0.3, 0.5, 0.7]), grid_captions=6,
     ),
     full=dict(
@@ -188,8 +188,9 @@ autoencoder, ae_info = genbook.load_or_train(
     KLAutoencoder(cfg["autoencoder"]["widths"], cfg["autoencoder"]["latent_channels"]).to(device),
     train_autoencoder, chapter="08_latent_diffusion", name="autoencoder",
     config={**cfg["autoencoder"], "n_train": cfg["n_train"], "data_seed": cfg["data_seed"]})
+n_params_autoencoder = count_parameters(autoencoder.encoder) + count_parameters(autoencoder.decoder)
 autoencoder.eval().requires_grad_(False)
-print(f"autoencoder: {count_parameters(autoencoder.encoder) + count_parameters(autoencoder.decoder):,} parameters,",
+print(f"autoencoder: {n_params_autoencoder:,} parameters,",
       "loaded" if ae_info["cached"] else "trained")
 
 # %% [markdown]
@@ -393,9 +394,9 @@ with torch.no_grad():  # padding really is ignored: change the padded tokens, no
 text_encoder_cfg = {k: cfg["text"][k] for k in ("vocab_size", "d_model", "layers", "heads", "max_len")}
 
 
-def new_unet(in_channels):
-    return UNet(in_channels=in_channels, time_scale=1000.0, context_dim=cfg["text"]["d_model"],
-                **cfg["unet"]).to(device)
+def new_unet(in_channels, out_channels=None):
+    return UNet(in_channels=in_channels, out_channels=out_channels, time_scale=1000.0,
+                context_dim=cfg["text"]["d_model"], **cfg["unet"]).to(device)
 
 
 def ms_per_training_step(net, inputs, steps, warmup=1):
@@ -465,10 +466,17 @@ class TextToLatent(nn.Module):
     def __init__(self):
         super().__init__()
         self.text = TextEncoder(**text_encoder_cfg)
-        self.unet = new_unet(latents.shape[1])
+        c = latents.shape[1]
+        self.coords = cfg.get("coord_channels", False)
+        self.unet = new_unet(c + 2 if self.coords else c, out_channels=c)
 
     def forward(self, z, t, ids):
         context, padding = self.text(ids)  # (B, T, d), (B, T)
+        if self.coords:  # two channels holding each position's row and column in [-1, 1]
+            b, _, h, w = z.shape
+            rows, cols = torch.meshgrid(torch.linspace(-1, 1, h, device=z.device),
+                                        torch.linspace(-1, 1, w, device=z.device), indexing="ij")
+            z = torch.cat([z, torch.stack([rows, cols]).expand(b, 2, h, w)], dim=1)
         return self.unet(z, t, context=context, context_padding_mask=padding)
 
 
@@ -501,9 +509,10 @@ start = time.perf_counter()
 model, model_info = genbook.load_or_train(
     TextToLatent().to(device), train_text_to_latent, chapter="08_latent_diffusion", name="text_to_latent",
     config={**cfg["train"], **cfg["unet"], **cfg["text"], "autoencoder": cfg["autoencoder"], "n_train": cfg["n_train"],
-            "scale_factor": round(scale_factor, 6)})
+            "scale_factor": round(scale_factor, 6), "coord_channels": cfg.get("coord_channels", False)})
+n_params_text, n_params_unet = count_parameters(model.text), count_parameters(model.unet)
 model.eval().requires_grad_(False)
-print(f"text encoder {count_parameters(model.text):,} + UNet {count_parameters(model.unet):,} parameters,",
+print(f"text encoder {n_params_text:,} + UNet {n_params_unet:,} parameters,",
       "loaded" if model_info["cached"] else f"trained in {time.perf_counter() - start:.0f} s")
 genbook.plot_losses(model_info["history"], title="CFM loss in the latent space")
 plt.show()
