@@ -79,8 +79,8 @@ cfg = genbook.profile(
         nll=dict(points=2000, steps=50, eps=1e-5), hutchinson=dict(points=2000, probes=64),
         unet=dict(channels=[16, 32], blocks=1, patch_size=2, attention=True),
         image=dict(steps=1600, batch_size=32, lr=2e-3, warmup=100, ema=0.995, log_snr_std=2.0),
-        samplers=[("ode", 3), ("ode", 10), ("em", 10), ("pc", 5)], image_snr=0.05,
-        sample_batch=500, bpd=dict(images=40, steps=16, eps=1e-4), ppca_train=10_000,
+        samplers=[("ode", 16), ("em", 10), ("pc", 5)], image_snr=0.05,
+        sample_batch=250, bpd=dict(images=24, steps=16, eps=1e-4), ppca_train=10_000,
     ),
     full=dict(
         n_toy=4000, toy_draws=3, floor_draws=5,
@@ -813,9 +813,12 @@ def train_image_model(model):
         weight = 0.5 * ((a + s) / a) ** 2  # λ(t)/σ_t²: the velocity error of chapter 07, halved
         return (weight * (model.eps(x_t, t) - eps).square()).mean()  # λ(t) ‖s_θ + ε/σ_t‖², averaged
 
-    data_iter = genbook.batches(x_train, batch_size=img["batch_size"], generator=generator, device=device)
+    # the batches' own generator: the image model does not depend on how much randomness the 2D sections drew
+    data_iter = genbook.batches(x_train, batch_size=img["batch_size"], generator=torch.Generator().manual_seed(6),
+                                device=device)
     history = genbook.fit(step, data_iter, img["steps"], model=model, optimizer=optimizer, ema=ema, grad_clip=1.0,
-                          log_every=50, desc="score UNet", lr_schedule=lambda i: img["lr"] * min(1.0, (i + 1) / img["warmup"]))
+                          log_every=50, desc="score UNet",
+                          lr_schedule=genbook.warmup_cosine(img["lr"], img["steps"], img["warmup"]))
     model.load_state_dict(ema.model.state_dict())
     return {"history": history}
 
