@@ -26,8 +26,10 @@ from genbook.book.student import (
     write_student_editions,
 )
 from genbook.exercises import ExerciseFailed, call_student
+from genbook.metrics import saved_samples
 
 WRITTEN = load_manifest().written()
+READS_SAVED_SAMPLES = {"10_capstone"}  # chapters that evaluate what the others saved
 
 
 def code_lines(nb) -> list[str]:
@@ -80,6 +82,9 @@ def test_student_edition_contains_no_solution(editions, chapter):
 def test_student_edition_runs_to_its_first_exercise_and_checks_fail_helpfully(editions, chapter):
     student = nbformat.read(editions / f"{chapter.slug}.ipynb", as_version=4)
     exercises = find_exercises(read_chapter(chapter.path))
+    if chapter.slug in READS_SAVED_SAMPLES and not saved_samples():
+        pytest.skip(f"{chapter.slug} evaluates the samples other chapters save; none are saved yet "
+                    "(make test runs it after them)")
     result = check_student_edition(chapter.path, student)  # raises EditionCheckFailed with the reason
     if not exercises:
         pytest.skip(f"{chapter.slug} has no exercise with a solution")

@@ -33,6 +33,7 @@ import argparse
 import ast
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -480,6 +481,9 @@ def check_student_edition(path: Path, student: nbformat.NotebookNode | None = No
     checks = {ex.check_cell: ex for ex in exercises if ex.check_cell is not None}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="genbook-student-") as tmp:
+        for shared in ("samples", "results"):  # what chapters saved, for chapters that read it (the capstone)
+            if (build_dir() / shared).is_dir():
+                shutil.copytree(build_dir() / shared, Path(tmp) / shared)
         kernel_env = {**os.environ, "GENBOOK_BUILD": tmp, **(env or {})}
         kernel_env.setdefault("GENBOOK_PROGRESS", "summary")
         kernel_env.pop("MPLBACKEND", None)
