@@ -65,6 +65,7 @@ from genbook.metrics import (
 )
 from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
 from genbook.nn.transformer import GPT, count_parameters
+from genbook.paths import repo_relative
 from genbook.quantize import FSQ, VectorQuantizer, codebook_usage
 
 cfg = genbook.profile(
@@ -433,7 +434,7 @@ plt.show()
 print(f"VAE samples: FD {vae_eval['fd']:.1f} ± {vae_eval['fd_ci']:.1f}, precision {vae_eval['precision']:.2f}, "
       f"recall {vae_eval['recall']:.2f}; fine-detail energy {100 * vae_sharpness:.0f}% of the test images'; "
       f"{vae_cost['ms_per_image']:.2f} ms per image")
-save_samples("03_vqvae", "vae", vae_samples, cost=vae_cost, steps=cfg["vae_steps"])
+print("saved:", repo_relative(save_samples("03_vqvae", "vae", vae_samples, cost=vae_cost, steps=cfg["vae_steps"])))
 
 # %% [markdown]
 # The fine-detail energy (the squared response to a Laplacian filter) of the samples, printed
@@ -750,7 +751,8 @@ def decode_codes(codes):
 prior_samples, prior_cost = timed_sampling(lambda b, gen: decode_codes(sample_codes(b, gen)), n,
                                            batch_size=cfg["sample_batch"], nfe=length, device=device)
 print(f"prior samples: {prior_cost['ms_per_image']:.2f} ms per image ({length} cached transformer steps each)")
-save_samples("03_vqvae", "vqvae_prior", prior_samples, cost=prior_cost, steps=cfg["prior_steps"])
+print("saved:", repo_relative(save_samples("03_vqvae", "vqvae_prior", prior_samples, cost=prior_cost,
+                                           steps=cfg["prior_steps"])))
 
 # %% [markdown]
 # **The ladder.** Four ways to choose the 49 codes, decoded by the same decoder: uniformly at

@@ -775,6 +775,7 @@ from genbook.data.fashion_mnist import fashion_mnist
 from genbook.likelihood import bpd_from_nll, dequantize, independent_pixels_bpd, ppca_bpd
 from genbook.metrics import evaluate_fashion, fashion_evaluator, image_baselines, n_eval, save_samples, timed_sampling
 from genbook.nn.unet import UNet, count_parameters
+from genbook.paths import repo_relative
 
 x_train, _ = fashion_mnist("train")
 img = cfg["image"]
@@ -942,7 +943,7 @@ final_name = {"ode": "ode_heun", "em": "euler_maruyama", "pc": "predictor_correc
 path = save_samples("06_sde", final_name, image_samples[best["kind"], best["steps"]],
                     cost={k: best[k] for k in ("ms_per_image", "nfe", "n", "batch_size", "seconds", "device")},
                     sampler=names[best["kind"]], steps=best["steps"], train_steps=img["steps"])
-print("saved:", path)
+print("saved:", repo_relative(path))
 
 fig, axes = plt.subplots(1, len(table), figsize=(3.2 * len(table), 3.6))
 for ax, r in zip(axes, table):
