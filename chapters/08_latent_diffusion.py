@@ -496,7 +496,8 @@ def train_text_to_latent(model):
         u_t = path.target(z0, z1, t)  # z1 − (1 − σ_min) z0
         return (model(z_t, t, ids) - u_t).square().mean()  # L_CFM with the caption
 
-    data_iter = genbook.batches(latents, ids_train, batch_size=opt["batch_size"], generator=generator, device=device)
+    batch_order = torch.Generator().manual_seed(5)  # its own: the same batches whether or not the autoencoder was cached
+    data_iter = genbook.batches(latents, ids_train, batch_size=opt["batch_size"], generator=batch_order, device=device)
     history = genbook.fit(step, data_iter, opt["steps"], model=model, optimizer=optimizer, ema=ema, grad_clip=1.0,
                           log_every=25, lr_schedule=genbook.warmup_cosine(opt["lr"], opt["steps"], opt["warmup"]),
                           desc="latent flow matching")
@@ -558,7 +559,7 @@ def guided_sample(model, noise, ids, scale, steps):
 
 
 probe_ids = tokenize(real.captions[:8]).to(device)
-probe_noise = torch.randn(8, *latents.shape[1:], generator=generator).to(device)
+probe_noise = torch.randn(8, *latents.shape[1:], generator=torch.Generator().manual_seed(7)).to(device)
 ours = guided_sample(model, probe_noise, probe_ids, 3.0, 4)
 with torch.no_grad():
     theirs = odeint(guided_model(model, probe_ids, null_ids.to(device), 3.0), probe_noise, steps=4, method="midpoint")
@@ -706,10 +707,11 @@ xattn_real = real_shapes(xcfg["n"]) if xcfg["n"] != n_eval else real
 xattn_ids = tokenize(xattn_real.captions).to(device)
 z_clean = encode_all(xattn_real.images).to(device) * scale_factor
 maps = 0
+xattn_noise = torch.Generator().manual_seed(8)  # the same noise whether the models were trained or loaded
 with torch.no_grad():
     for t_value in xcfg["times"]:
         t = torch.full((len(z_clean),), t_value, device=device)
-        z_t = path.sample(torch.randn(z_clean.shape, generator=generator).to(device), z_clean, t)
+        z_t = path.sample(torch.randn(z_clean.shape, generator=xattn_noise).to(device), z_clean, t)
         with record_attention(model.unet) as recorded:
             model(z_t, t, xattn_ids)
         top = [w for w in recorded.values() if w.shape[2] == z_clean.shape[2] * z_clean.shape[3]]  # 8x8 layers
