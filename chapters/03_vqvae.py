@@ -162,7 +162,7 @@ def train_autoencoder(model):
     def step(x):
         return F.mse_loss(model(x), x)  # ‖x − g(f(x))‖², averaged over pixels
 
-    data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=generator, device=device)
+    data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=torch.Generator().manual_seed(11), device=device)
     history = genbook.fit(step, data, cfg["ae_steps"], model=model, optimizer=optimizer, desc="autoencoder",
                           lr_schedule=genbook.warmup_cosine(cfg["lr"], cfg["ae_steps"], cfg["warmup"]))
     return {"history": history}
@@ -325,12 +325,13 @@ def train_vae(model):
         y = dequantize(x.cpu(), dequant).to(x.device)  # fresh uniform noise every step
         return negative_elbo(model, y).mean() / pixels  # nats per pixel keep the step size sane
 
-    data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=generator, device=device)
+    data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=torch.Generator().manual_seed(12), device=device)
     history = genbook.fit(step, data, cfg["vae_steps"], model=model, optimizer=optimizer, grad_clip=1.0, desc="VAE",
                           lr_schedule=genbook.warmup_cosine(cfg["vae_lr"], cfg["vae_steps"], cfg["warmup"]))
     return {"history": history}
 
 
+torch.manual_seed(10)  # the same initial VAE whether or not the models above came from the cache
 vae, vae_info = genbook.load_or_train(VAE(cfg["vae_latent"], cfg["vae_channels"], cfg["widths"]).to(device), train_vae,
                                       chapter="03_vqvae", name="vae", config=cfg)
 print(f"VAE: {count_parameters(vae):,} parameters, {cfg['vae_latent']} latent dimensions")
@@ -684,12 +685,13 @@ def train_prior(model):
     def step(seq):
         return model.loss(seq[:, :-1], seq[:, 1:])  # −log p(c_i | BOS, c_<i), averaged over i and the batch
 
-    data = genbook.batches(seq_train, batch_size=cfg["prior_batch"], generator=generator, device=device)
+    data = genbook.batches(seq_train, batch_size=cfg["prior_batch"], generator=torch.Generator().manual_seed(13), device=device)
     history = genbook.fit(step, data, cfg["prior_steps"], model=model, optimizer=optimizer, desc="prior",
                           lr_schedule=genbook.warmup_cosine(cfg["prior_lr"], cfg["prior_steps"], cfg["warmup"]))
     return {"history": history}
 
 
+torch.manual_seed(14)  # the same initial prior whether the VQ-VAEs were trained or loaded
 prior, prior_info = genbook.load_or_train(
     GPT(K + 1, length, d_model=cfg["prior_d"], n_heads=cfg["prior_heads"], n_layers=cfg["prior_layers"]).to(device),
     train_prior, chapter="03_vqvae", name="prior", config=cfg)
