@@ -32,6 +32,7 @@ from torch import nn
 from . import switches
 from .paths import REPO_ROOT, checkpoint_dir
 from .profiles import profile_name
+from .training import metered
 
 FORMAT = "genbook-checkpoint-1"
 RETRAIN_ALL = "all"
@@ -288,8 +289,10 @@ def load_or_train(
 
     ``train`` may return a dict of plain data (e.g. ``{"losses": [...]}``) that is
     saved with the weights and handed back on later loads. ``info`` holds that
-    dict plus ``cached`` (bool) and ``path``. ``retrain=True`` trains again and
-    overwrites the file; so does ``GENBOOK_RETRAIN=1`` (every model) or
+    dict plus ``cached`` (bool), ``path`` and ``training``: the cost of training measured
+    when it ran (``fit`` steps, seconds, ms_per_step, parameters, device; see
+    :func:`genbook.training.metered`), kept in the checkpoint so a loaded model still reports it.
+    ``retrain=True`` trains again and overwrites the file; so does ``GENBOOK_RETRAIN=1`` (every model) or
     ``GENBOOK_RETRAIN=05_ddpm,07_flow_matching`` (the models of those chapters).
 
     A cached model is used only if the code that built and trained it is unchanged
@@ -309,8 +312,10 @@ def load_or_train(
         except StaleCheckpointError:
             print(f"{chapter}/{name}: the code of the model or of its training changed since {path.name} "
                   "was saved: retraining.", flush=True)
-    extra = train(model) or {}
+    with metered() as meter:
+        extra = train(model) or {}
     if not isinstance(extra, dict):
         raise TypeError(f"train(model) must return a dict or None, got {type(extra).__name__}.")
+    extra = {**extra, "training": extra.get("training", meter.summary(model))}
     save_checkpoint(path, model, config, extra, source=source)
     return model, {**json.loads(json.dumps(extra)), "cached": False, "path": str(path)}

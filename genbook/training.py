@@ -13,8 +13,10 @@ detached numbers instead and passes ``optimizer=None``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -76,6 +78,34 @@ class EMA(nn.Module):
             ema_b.copy_(b)
 
 
+class TrainingMeter:
+    """Steps and seconds of every ``fit`` run inside ``with metered() as meter:`` (the training cost)."""
+
+    def __init__(self) -> None:
+        self.steps, self.seconds = 0, 0.0
+
+    def summary(self, model: nn.Module | None = None) -> dict:
+        """Plain data: steps, seconds, ms_per_step (None before any step), parameters of ``model``, device."""
+        return {"steps": self.steps, "seconds": round(self.seconds, 3),
+                "ms_per_step": round(1000 * self.seconds / self.steps, 3) if self.steps else None,
+                "parameters": None if model is None else sum(p.numel() for p in model.parameters()),
+                "device": str(default_device())}
+
+
+_meters: list[TrainingMeter] = []
+
+
+@contextlib.contextmanager
+def metered():
+    """Measure the training cost of the ``fit`` calls inside the block (nested blocks each count them)."""
+    meter = TrainingMeter()
+    _meters.append(meter)
+    try:
+        yield meter
+    finally:
+        _meters.remove(meter)
+
+
 class History(dict):
     """name -> list of (step, mean value over the last logging window)."""
 
@@ -118,7 +148,7 @@ def fit(
         model.train()
     dev = next(model.parameters()).device if model is not None else default_device()
     history, window, bar = History(), {}, progress(range(steps), desc=desc)
-    data = iter(data)
+    data, started = iter(data), time.perf_counter()
     for i in bar:
         try:
             batch = next(data)
@@ -158,6 +188,8 @@ def fit(
                 history.setdefault(name, []).append((i + 1, mean))
             bar.set_postfix(**{name: history.last(name) for name in window})
             window = {}
+    for meter in _meters:  # the last step was a logging point: the device has finished its work
+        meter.steps, meter.seconds = meter.steps + steps, meter.seconds + time.perf_counter() - started
     if model is not None:
         model.eval()
     return history

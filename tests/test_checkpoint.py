@@ -106,3 +106,41 @@ def test_bad_arguments():
         load_or_train("not a model", lambda m: None, chapter="99_test", name="m", config={})
     with pytest.raises(TypeError, match="extra must hold plain data"):
         load_or_train(nn.Linear(2, 2), lambda m: {"t": torch.ones(2)}, chapter="99_test", name="m", config={})
+
+
+def test_training_cost_is_measured_and_kept(scratch):
+    """info['training'] counts the fit steps inside train() and comes back unchanged on a load."""
+    import genbook
+
+    def train(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.randn(64, 3)
+        for steps in (7, 5):  # two fit calls (e.g. two stages) add up
+            genbook.fit(lambda xb: model(xb).pow(2).mean(), genbook.batches(x, batch_size=8), steps,
+                        model=model, optimizer=opt, log_every=100)
+        return {"note": 1}
+
+    _, info = load_or_train(nn.Linear(3, 2), train, chapter="99_test", name="cost", config={})
+    cost = info["training"]
+    assert cost["steps"] == 12 and cost["parameters"] == 3 * 2 + 2 and cost["seconds"] > 0
+    assert cost["ms_per_step"] == pytest.approx(1000 * cost["seconds"] / 12, rel=1e-2)
+    _, again = load_or_train(nn.Linear(3, 2), train, chapter="99_test", name="cost", config={})
+    assert again["cached"] is True and again["training"] == cost and again["note"] == 1
+    _, untimed = load_or_train(nn.Linear(2, 2), lambda m: None, chapter="99_test", name="none", config={})
+    assert untimed["training"]["steps"] == 0 and untimed["training"]["ms_per_step"] is None
+
+
+def test_fit_outside_a_metered_block_counts_nowhere(scratch):
+    import genbook
+    from genbook.training import metered
+
+    model, x = nn.Linear(2, 1), torch.randn(8, 2)
+    run = lambda n: genbook.fit(lambda xb: model(xb).pow(2).mean(), genbook.batches(x, batch_size=4), n,  # noqa: E731
+                                model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), log_every=10)
+    run(3)
+    with metered() as outer:
+        run(2)
+        with metered() as inner:
+            run(4)
+    run(5)
+    assert (outer.steps, inner.steps) == (6, 4)

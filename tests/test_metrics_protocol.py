@@ -278,6 +278,12 @@ def test_save_and_load_round_trip(build):
     assert torch.equal(info["labels"], labels)
     assert (info["chapter"], info["name"], info["profile"], info["n"]) == ("05_ddpm", "ddim-50", "fast", 20)
     assert info["cost"] == COST and info["notes"] == {"sampler": "ddim", "steps": 50}
+    assert info["training"] is None
+    stage = {"steps": 100, "seconds": 2.5, "ms_per_step": 25.0, "parameters": 1000, "device": "cpu"}
+    save_samples("05_ddpm", "ddim-50", images, cost=COST, training=stage)
+    assert load_samples("05_ddpm", "ddim-50")[1]["training"] == [stage]  # one stage, as a list
+    save_samples("05_ddpm", "ddim-50", images, cost=COST, training=[stage, stage])
+    assert load_samples("05_ddpm", "ddim-50")[1]["training"] == [stage, stage]
 
 
 def test_saving_quantises_to_256_levels(build):
@@ -336,6 +342,10 @@ def test_save_samples_bad_inputs(build):
             save_samples("05_ddpm", "x", images, cost=cost)
     with pytest.raises(TypeError, match="cost must be a dict"):
         save_samples("05_ddpm", "x", images, cost=3.5)
+    with pytest.raises(TypeError, match="training must be the dict load_or_train reports"):
+        save_samples("05_ddpm", "x", images, cost=COST, training=12.0)
+    with pytest.raises(ValueError, match="int 'steps' and numeric 'seconds'"):
+        save_samples("05_ddpm", "x", images, cost=COST, training={"steps": 1.5, "seconds": 2})
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_samples("05_ddpm", "x", images, cost=COST, model=torch.nn.Linear(1, 1))
     assert saved_samples() == []  # nothing was written by a rejected call

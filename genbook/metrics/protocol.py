@@ -160,14 +160,17 @@ def samples_path(chapter: str, name: str) -> Path:
 
 
 def save_samples(
-    chapter: str, name: str, images: torch.Tensor, *, cost: dict, labels: torch.Tensor | None = None, **notes
+    chapter: str, name: str, images: torch.Tensor, *, cost: dict, labels: torch.Tensor | None = None,
+    training: dict | list[dict] | None = None, **notes
 ) -> Path:
     """Save a chapter's final samples (N, C, H, W) in [-1, 1] and their sampling cost; return the path.
 
     Images are stored quantised to uint8 (256 levels, as the data itself), so
     ``load_samples`` returns them within 1/255 of what was saved. ``cost`` is the
     dict of ``timed_sampling`` (at least ``ms_per_image`` and ``nfe``); ``labels``
-    (N,) int64 are the requested classes of a conditional model; ``notes`` are
+    (N,) int64 are the requested classes of a conditional model; ``training`` is the
+    training cost ``load_or_train`` reports as ``info["training"]`` (a list of them for a
+    model trained in stages, e.g. a prior on a tokenizer); ``notes`` are
     JSON-serialisable facts (steps, sampler, ...). One file per chapter, name and
     profile, written atomically.
     """
@@ -185,13 +188,21 @@ def save_samples(
         value = cost.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
             raise ValueError(f"cost[{key!r}] must be a finite number >= 0 (timed_sampling measures it), got {value!r}.")
+    stages = [training] if isinstance(training, dict) else training
+    if stages is not None and not (isinstance(stages, list) and all(isinstance(t, dict) for t in stages)):
+        raise TypeError("training must be the dict load_or_train reports as info['training'] (or a list of "
+                        f"them), got {type(training).__name__}.")
+    for stage in stages or []:
+        if not isinstance(stage.get("steps"), int) or not isinstance(stage.get("seconds"), (int, float)):
+            raise ValueError("each training record needs int 'steps' and numeric 'seconds' (as "
+                             f"load_or_train's info['training'] has), got {stage!r}.")
     try:
         cost, notes = json.loads(json.dumps(cost)), json.loads(json.dumps(notes))
     except (TypeError, ValueError) as err:
         raise ValueError(f"cost and notes must be JSON-serialisable: {err}") from err
     pixels = ((images.detach().cpu().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     info = {"chapter": chapter, "name": name, "profile": profile_name(), "n": len(images),
-            "shape": list(images.shape[1:]), "stored_as": "uint8", "cost": cost, "notes": notes,
+            "shape": list(images.shape[1:]), "stored_as": "uint8", "cost": cost, "training": stages, "notes": notes,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -213,7 +224,7 @@ def _read(path: Path) -> tuple[torch.Tensor, dict]:
 def load_samples(chapter: str, name: str) -> tuple[torch.Tensor, dict]:
     """Samples saved by ``save_samples`` in the active profile: (images float in [-1, 1], info).
 
-    ``info`` holds chapter, name, profile, n, shape, cost, notes, saved, path and
+    ``info`` holds chapter, name, profile, n, shape, cost, training (None if not given), notes, saved, path and
     ``labels`` (N,) when labels were saved.
     """
     path = samples_path(chapter, name)
