@@ -905,7 +905,8 @@ def sample_dcgan(b, noise_generator):
 
 timed_sampling(sample_dcgan, 100, batch_size=100, nfe=1, device=device)  # a warm-up call, not timed for the record
 dcgan_samples, dcgan_cost = timed_sampling(sample_dcgan, n_eval, batch_size=n_eval, nfe=1, device=device, seed=2)
-save_samples("04_gan", "gan", dcgan_samples, cost=dcgan_cost, steps=cfg["dcgan"]["steps"])
+save_samples("04_gan", "gan", dcgan_samples, cost=dcgan_cost, steps=cfg["dcgan"]["steps"],
+             training=dcgan_info.get("training"))
 dcgan_eval = evaluate_fashion(dcgan_samples, n=n_eval, evaluator=evaluator)
 pca_samples = fit_pca_gaussian(32).sample(n_eval, torch.Generator().manual_seed(0))
 fd = {
@@ -1119,7 +1120,8 @@ def sample_cgan(b, noise_generator):
 
 
 cgan_samples, cgan_cost = timed_sampling(sample_cgan, n_eval, batch_size=n_eval, nfe=1, device=device, seed=2)
-save_samples("04_gan", "cgan", cgan_samples, cost=cgan_cost, labels=requested, steps=cfg["cgan"]["steps"])
+save_samples("04_gan", "cgan", cgan_samples, cost=cgan_cost, labels=requested, steps=cfg["cgan"]["steps"],
+             training=cgan_info.get("training"))
 cgan_eval = evaluate_fashion(cgan_samples, n=n_eval, evaluator=evaluator, labels=requested)
 accuracy = cgan_eval["accuracy"]
 real_labels = fashion_mnist("test", n=n_eval)[1]

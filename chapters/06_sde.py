@@ -942,7 +942,8 @@ assert fd_ode_le50nfe <= 1.25 * fd_best, (best_ode, best)
 final_name = {"ode": "ode_heun", "em": "euler_maruyama", "pc": "predictor_corrector"}[best["kind"]]
 path = save_samples("06_sde", final_name, image_samples[best["kind"], best["steps"]],
                     cost={k: best[k] for k in ("ms_per_image", "nfe", "n", "batch_size", "seconds", "device")},
-                    sampler=names[best["kind"]], steps=best["steps"], train_steps=img["steps"])
+                    sampler=names[best["kind"]], steps=best["steps"], train_steps=img["steps"],
+                    training=unet_info.get("training"))
 print("saved:", repo_relative(path))
 
 fig, axes = plt.subplots(1, len(table), figsize=(3.2 * len(table), 3.6))
