@@ -110,6 +110,15 @@ class KneserNey:
             key = key + ids[(t - n).clamp(min=0)] * self.vocab_size ** (n - 1)
         return -torch.log(self._probs(history_keys, valid, ids[1:])).mean().item()
 
+    def unseen_history_share(self, ids: torch.Tensor) -> float:
+        """Share of the (order−1)-token histories in ids (T,) that never occur in the training ids."""
+        if self.order == 1:
+            return 0.0
+        ids = check_tensor(ids, "ids", shape=("T",), dtype=torch.int64, value_range=(0, self.vocab_size - 1),
+                           min_batch=self.order - 1).detach().cpu()
+        keys = self._keys(ids, self.order - 1)  # the same key layout as the histories of the top order
+        return 1.0 - torch.isin(keys, self.orders[-1].histories).double().mean().item()
+
     def next_probs(self, history: torch.Tensor) -> torch.Tensor:
         """history (B, L) int64 -> (B, V) float64 distributions of the next token (rows sum to 1)."""
         history = check_tensor(history, "history", shape=("B", "L"), dtype=torch.int64,

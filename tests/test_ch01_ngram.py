@@ -99,3 +99,10 @@ def test_bad_input_is_refused():
         model.nll(torch.tensor([0, 9]))
     with pytest.raises(ValueError, match="n_new"):
         model.sample(torch.tensor([[0]]), -1)
+
+
+def test_unseen_history_share():
+    model = KneserNey(torch.tensor([0, 1, 2, 3] * 5), 5, 3)
+    assert model.unseen_history_share(torch.tensor([0, 1, 2, 3, 0])) == 0.0  # 01 12 23 30: all seen
+    assert model.unseen_history_share(torch.tensor([0, 1, 4, 4])) == pytest.approx(2 / 3)  # 01 seen; 14 and 44 never
+    assert KneserNey(torch.tensor([0, 1, 2, 3] * 5), 5, 1).unseen_history_share(torch.tensor([4, 4])) == 0.0
