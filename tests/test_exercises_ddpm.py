@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genbook.exercises import ExerciseFailed
-from genbook.exercises.ddpm import check_eps_and_x0_from_v, check_posterior
+from genbook.exercises.ddpm import check_eps_and_x0_from_v, check_posterior, check_x0_from_output
 
 
 def alphas_bar_prev(t, schedule):
@@ -66,3 +66,34 @@ def test_swapped_or_wrong_v_conversions_fail():
         check_eps_and_x0_from_v(wrong_sign)
     with pytest.raises(ExerciseFailed, match="pair"):
         check_eps_and_x0_from_v(lambda *a: a[0])
+
+
+def x0_from_output(out, x_t, t, schedule, skip):
+    a = schedule.alphas_bar[t].reshape(-1, 1, 1, 1).to(out.dtype)
+    if skip:
+        return a.sqrt() * x_t - (1 - a).sqrt() * out
+    return (x_t - (1 - a).sqrt() * out) / a.sqrt()
+
+
+def test_x0_from_output_passes_and_catches_mistakes():
+    check_x0_from_output(x0_from_output)
+
+    def via_eps(out, x_t, t, schedule, skip):  # right in float64, loses precision in float32 near t = T
+        a = schedule.alphas_bar[t].reshape(-1, 1, 1, 1).to(out.dtype)
+        eps = (1 - a).sqrt() * x_t + a.sqrt() * out if skip else out
+        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    with pytest.raises(ExerciseFailed, match="in float32"):
+        check_x0_from_output(via_eps)
+
+    def ignores_skip(out, x_t, t, schedule, skip):  # treats F as ε
+        return x0_from_output(out, x_t, t, schedule, False)
+    with pytest.raises(ExerciseFailed, match="skip in time"):
+        check_x0_from_output(ignores_skip)
+
+    def wrong_index(out, x_t, t, schedule, skip):  # ᾱ_{t+1} instead of ᾱ_t
+        return x0_from_output(out, x_t, (t + 1).clamp(max=schedule.T - 1), schedule, skip)
+    with pytest.raises(ExerciseFailed):
+        check_x0_from_output(wrong_index)
+
+    with pytest.raises(ExerciseFailed, match="not solved yet"):
+        check_x0_from_output(lambda *args: (_ for _ in ()).throw(NotImplementedError("Exercise 5.3")))

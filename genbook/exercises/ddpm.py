@@ -4,6 +4,9 @@
   checked against Bayes' rule for two Gaussians, computed independently here.
 * Exercise 5.2: the v-parametrisation (Salimans & Ho 2022, "Progressive Distillation for Fast
   Sampling of Diffusion Models", appendix D): recover ε and x_0 from x_t and v.
+* Exercise 5.3: the predicted clean image x̂_0 from the network's raw output, for plain ε-prediction
+  (Ho et al. 2020) and for the chapter's skip in time ε_θ = √(1 − ᾱ_t) x_t + √ᾱ_t F_θ; in float32 the
+  skip's x̂_0 must be computed without dividing by √ᾱ_t, or it loses its precision near t = T.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .core import ExerciseFailed, call_student, expect_close
 
 EXERCISE_POSTERIOR = "Exercise 5.1 (posterior)"
 EXERCISE_V = "Exercise 5.2 (eps_and_x0_from_v)"
+EXERCISE_X0 = "Exercise 5.3 (x0_from_output)"
 
 
 def _problem(seed: int, schedule: NoiseSchedule):
@@ -99,3 +103,44 @@ def check_eps_and_x0_from_v(fn) -> None:
             "invert it with the transposed rotation.")
     expect_close(got_eps, eps, what="ε", atol=1e-6, rtol=1e-6, hint=hint)
     expect_close(got_x0, x0, what="x_0", atol=1e-6, rtol=1e-6, hint=hint)
+
+
+def x0_from_output_reference(out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule,
+                             skip: bool) -> torch.Tensor:
+    """x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t (eq. 4 solved for x_0) with ε̂ = out (plain) or √(1 − ᾱ_t) x_t + √ᾱ_t out.
+
+    Computed in float64 from the definitions: the reference the reader's float32 answer is compared with.
+    """
+    a = schedule.alphas_bar[t].reshape(-1, 1, 1, 1)
+    out, x_t = out.double(), x_t.double()
+    eps = (1 - a).sqrt() * x_t + a.sqrt() * out if skip else out
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def check_x0_from_output(fn) -> None:
+    """Check ``fn(out, x_t, t, schedule, skip) -> x0_hat`` (B, C, H, W).
+
+    ``out`` is the raw network output (B, C, H, W): ε̂ itself when ``skip`` is False, F_θ of the
+    skip in time when it is True. Tested in float64 at indices 0..T−1, then in float32, where the
+    skip's x̂_0 must come out accurate to 1e-5 at t = T too (no division by √ᾱ_t ≈ 5e-5).
+    """
+    schedule = NoiseSchedule.cosine(1000)
+    t, x0, eps, x_t = _problem(11, schedule)
+    out_plain = eps + 0.01 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    a = schedule.alphas_bar[t].reshape(-1, 1, 1, 1)
+    out_skip = a.sqrt() * eps - (1 - a).sqrt() * x0  # the ideal F (v), slightly perturbed below
+    out_skip = out_skip + 0.01 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    for skip, out in ((False, out_plain), (True, out_skip)):
+        got = call_student(fn, out, x_t, t, schedule, skip, exercise=EXERCISE_X0)
+        kind = "the skip in time (skip=True)" if skip else "plain ε-prediction (skip=False)"
+        hint = ("Plain: ε̂ = out. Skip: ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t out. Then x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t; "
+                "t holds indices into schedule.alphas_bar.")
+        expect_close(got, x0_from_output_reference(out, x_t, t, schedule, skip), what=f"x̂_0 under {kind}, float64",
+                     atol=1e-8, rtol=1e-8, hint=hint)
+    # float32, the dtype of a network's output: the skip's x̂_0 simplifies to √ᾱ_t x_t − √(1 − ᾱ_t) F
+    got = call_student(fn, out_skip.float(), x_t.float(), t, schedule, True, exercise=EXERCISE_X0)
+    want = x0_from_output_reference(out_skip.float(), x_t.float(), t, schedule, True)
+    expect_close(got, want, what="x̂_0 under the skip in time, in float32", atol=1e-5, rtol=1e-5,
+                 hint="Correct in float64 but not in float32: at t = T, √ᾱ_t ≈ 5e-5, and computing ε̂ first, "
+                      "then dividing by √ᾱ_t, multiplies float32's rounding error by 2e4. Substitute ε̂ into x̂_0 "
+                      "and simplify: the x_t terms combine and nothing is divided.")
