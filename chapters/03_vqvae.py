@@ -38,6 +38,7 @@
 # categorical model for likelihood, a PCA-Gaussian for samples.
 
 # %%
+import itertools
 import math
 
 import matplotlib.pyplot as plt
@@ -70,14 +71,14 @@ from genbook.quantize import FSQ, VectorQuantizer, codebook_usage
 
 cfg = genbook.profile(
     fast=dict(widths=[16, 32], batch_size=32, lr=2e-3, warmup=50,
-              ae_channels=4, ae_steps=200,
-              vae_latent=16, vae_channels=8, vae_steps=500, vae_lr=2e-3, iwae_k=64, likelihood_images=300,
-              baseline_images=20_000, codebook_size=64, code_dim=16, vq_steps=500, usage_every=100, fsq_levels=[4, 4, 4],
-              prior_images=30_000, prior_d=64, prior_heads=4, prior_layers=2, prior_steps=1100,
+              ae_channels=4, ae_steps=150,
+              vae_latent=16, vae_channels=8, vae_steps=500, vae_lr=4e-3, vae_scale_lr=0.05, iwae_k=32, likelihood_images=200,
+              baseline_images=10_000, codebook_size=64, code_dim=16, vq_steps=500, usage_every=125, fsq_levels=[4, 4, 4],
+              prior_images=30_000, prior_d=64, prior_heads=4, prior_layers=2, prior_steps=700,
               prior_batch=32, prior_lr=3e-3, sample_batch=500),
     full=dict(widths=[64, 128], batch_size=128, lr=1e-3, warmup=500,
               ae_channels=4, ae_steps=4000,
-              vae_latent=16, vae_channels=16, vae_steps=20_000, vae_lr=5e-4, iwae_k=256, likelihood_images=10_000,
+              vae_latent=16, vae_channels=16, vae_steps=20_000, vae_lr=5e-4, vae_scale_lr=0.01, iwae_k=256, likelihood_images=10_000,
               baseline_images=60_000, codebook_size=256, code_dim=32, vq_steps=20_000, usage_every=2000, fsq_levels=[8, 8, 4],
               prior_images=60_000, prior_d=256, prior_heads=8, prior_layers=6, prior_steps=20_000,
               prior_batch=128, prior_lr=5e-4, sample_batch=1000),
@@ -170,6 +171,7 @@ def train_autoencoder(model):
 
 autoencoder, ae_info = genbook.load_or_train(Autoencoder(ae_encoder, ae_decoder).to(device), train_autoencoder,
                                              chapter="03_vqvae", name="autoencoder", config=cfg)
+autoencoder.eval()  # a model loaded from the cache comes back in training mode; every model here is used in eval mode
 
 
 @torch.no_grad()
@@ -270,8 +272,25 @@ assert torch.allclose(diagonal_gaussian_kl(mu_check, logvar_check), reference_kl
 print("closed-form KL == torch.distributions.kl_divergence (and genbook's diagonal_gaussian_kl)")
 
 # %% [markdown]
-# **Likelihood in bits per pixel, honestly.** Our decoder is a Gaussian per pixel, with a mean
-# and a scale that both depend on $z$. A continuous density on 8-bit data can cheat: squeezing
+# **The decoder's likelihood.** Our decoder is a Gaussian per pixel: its mean depends on $z$,
+# and its scale $s$ is **one learned number shared by every pixel and every image**,
+#
+# $$
+# p_\theta(y \mid z) = \prod_{j=1}^{D} \mathcal N\big(y_j;\ m_j(z),\ s^2\big), \qquad
+# -\log p_\theta(y \mid z) = \frac{\lVert y - m(z) \rVert^2}{2 s^2} + D \log s + \tfrac D2 \log 2\pi .
+# $$
+#
+# The first term is the autoencoder's squared error, weighted by $1/(2s^2)$; learning $s$ with
+# the rest sets that weight against the KL term by maximum likelihood instead of by hand (the
+# "σ-VAE" of Rybkin et al. 2021: at the optimum, $s^2$ is the mean squared reconstruction error).
+# This model is **probabilistic PCA made nonlinear**: PPCA (Tipping & Bishop 1999) is the same
+# model, $z \sim \mathcal N(0, I)$ and $y = \mu + W z + \varepsilon$ with
+# $\varepsilon \sim \mathcal N(0, \sigma^2 I)$, with a *linear* decoder. So PPCA with as many latent
+# dimensions is the controlled baseline for the VAE's likelihood below: the two models differ
+# in their decoder only (and in how they are fitted: PPCA's maximum-likelihood fit is exact and
+# closed-form, the VAE's a bound climbed by gradient steps).
+#
+# **Likelihood in bits per pixel, honestly.** A continuous density on 8-bit data can cheat: squeezing
 # all its mass onto the 256 grey levels gives an unbounded likelihood. The standard cure
 # (Theis et al. 2016) is **uniform dequantisation**: train and evaluate on
 # $y = (k + u)/256 \cdot 2 - 1$, with $k$ the pixel's level and $u \sim U[0, 1)$ fresh noise. Then
@@ -284,7 +303,7 @@ LOG_SCALE_MIN = math.log(2 / 256 / math.sqrt(12))  # the std of a uniform bin: n
 
 
 class VAE(nn.Module):
-    """q(z|x) = N(μ(x), diag σ²(x)); p(z) = N(0, I); p(y|z) = Π_pixels N(mean(z), scale(z)²). z: (B, latent)."""
+    """q(z|x) = N(μ(x), diag σ²(x)); p(z) = N(0, I); p(y|z) = Π_pixels N(m(z), s²), one learned s. z: (B, latent)."""
 
     def __init__(self, latent, channels, widths):
         super().__init__()
@@ -292,16 +311,17 @@ class VAE(nn.Module):
         self.encoder = ConvEncoder(1, channels, widths)  # (B, c, 7, 7)
         self.to_posterior = nn.Linear(channels * 49, 2 * latent)  # -> μ, log σ²
         self.from_latent = nn.Linear(latent, channels * 49)
-        self.decoder = ConvDecoder(2, channels, widths[::-1])  # -> mean and log-scale per pixel
+        self.decoder = ConvDecoder(1, channels, widths[::-1])  # -> the mean of every pixel
+        self.raw_log_scale = nn.Parameter(torch.tensor(math.log(0.5)))  # s, shared by all pixels and images
 
     def encode(self, x):
         mu, logvar = self.to_posterior(self.encoder(x).flatten(1)).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z):
-        out = self.decoder(self.from_latent(z).view(-1, self.channels, 7, 7))
-        mean, raw = out.chunk(2, dim=1)
-        return mean, LOG_SCALE_MIN + F.softplus(raw - LOG_SCALE_MIN)  # log-scale, softly bounded below
+        mean = self.decoder(self.from_latent(z).view(-1, self.channels, 7, 7))
+        log_scale = LOG_SCALE_MIN + F.softplus(self.raw_log_scale - LOG_SCALE_MIN)  # softly bounded below
+        return mean, log_scale.expand_as(mean)
 
 
 def gaussian_log_likelihood(y, mean, log_scale):
@@ -318,23 +338,32 @@ def negative_elbo(model, y):
 
 
 def train_vae(model):
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["vae_lr"])
-    dequant = torch.Generator().manual_seed(2)
+    # the one scale gets a larger step: it must travel from 0.5 to the size of the errors in a few hundred steps
+    network = [p for name, p in model.named_parameters() if name != "raw_log_scale"]
+    optimizer = torch.optim.Adam([{"params": network, "lr": cfg["vae_lr"]},
+                                  {"params": [model.raw_log_scale], "lr": cfg["vae_scale_lr"]}])
+    schedule = genbook.warmup_cosine(1.0, cfg["vae_steps"], cfg["warmup"])  # a factor on both learning rates
+    dequant, step_index = torch.Generator().manual_seed(2), itertools.count()
 
     def step(x):
+        factor = schedule(next(step_index))
+        for group, peak in zip(optimizer.param_groups, (cfg["vae_lr"], cfg["vae_scale_lr"])):
+            group["lr"] = peak * factor
         y = dequantize(x.cpu(), dequant).to(x.device)  # fresh uniform noise every step
         return negative_elbo(model, y).mean() / pixels  # nats per pixel keep the step size sane
 
     data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=torch.Generator().manual_seed(12), device=device)
-    history = genbook.fit(step, data, cfg["vae_steps"], model=model, optimizer=optimizer, grad_clip=1.0, desc="VAE",
-                          lr_schedule=genbook.warmup_cosine(cfg["vae_lr"], cfg["vae_steps"], cfg["warmup"]))
+    history = genbook.fit(step, data, cfg["vae_steps"], model=model, optimizer=optimizer, grad_clip=1.0, desc="VAE")
     return {"history": history}
 
 
 torch.manual_seed(10)  # the same initial VAE whether or not the models above came from the cache
 vae, vae_info = genbook.load_or_train(VAE(cfg["vae_latent"], cfg["vae_channels"], cfg["widths"]).to(device), train_vae,
                                       chapter="03_vqvae", name="vae", config=cfg)
-print(f"VAE: {count_parameters(vae):,} parameters, {cfg['vae_latent']} latent dimensions")
+vae.eval()
+vae_scale = vae.decode(torch.zeros(1, cfg["vae_latent"], device=device))[1].exp().flatten()[0].item()
+print(f"VAE: {count_parameters(vae):,} parameters, {cfg['vae_latent']} latent dimensions; learned scale s = "
+      f"{vae_scale:.3f} (s² / pixel variance = {vae_scale**2 / pixel_variance:.3f})")
 
 # %% [markdown]
 # **A tighter bound.** The ELBO uses one code per image. Burda et al. (2016) average $k$
@@ -391,21 +420,28 @@ print(f"Against the per-pixel categorical model: {winner} wins "
 
 # %% [markdown]
 # Read the table from the bottom. A uniform guess costs 8 bits per pixel. Probabilistic PCA
-# improves on it, but not by much: a linear model with one noise variance for every pixel cannot say that a
-# background pixel is *exactly* black. The VAE's decoder predicts a scale per pixel for each
-# code, so it can be certain about the background and unsure about a collar, and its bound
-# is lower. The per-pixel categorical model needs no latent variable at all, and the line under
-# the table says which of the two won in this run. A categorical distribution with 256 free
-# probabilities per pixel fits each pixel's grey-level histogram exactly, while a Gaussian per
-# pixel cannot be both "exactly black" and "some grey" at once unless the code tells it which.
-# Likelihood rewards exactly this kind of per-pixel bookkeeping (Theis et al. 2016 show how far
-# likelihood and sample quality can part ways), which leads to the samples.
+# improves on it, but not by much. The VAE is the same kind of model (as many latent dimensions,
+# a standard normal prior, one noise scale for every pixel) with a nonlinear decoder, so the
+# gap between the two lines is what the network buys (the bar of this section: the VAE's bound
+# must be at least as good as PPCA's exact likelihood). The per-pixel categorical model needs
+# no latent variable at all, and the line under the table says which of the two won in this
+# run. A categorical distribution with 256 free probabilities per pixel fits each pixel's
+# grey-level histogram exactly: it knows that a border pixel is *exactly* black, which a Gaussian
+# with one scale for all pixels cannot say. A scale per pixel, or one computed from $z$, would
+# buy the VAE many bits/dim here, and exercise 3.5 asks what it costs the samples: the
+# decoder's loss weighs the error of every pixel by $1/s^2$, so a decoder free to choose its
+# scales may declare the hard pixels noisy instead of reconstructing them. Likelihood and sample
+# quality are different goals (Theis et al. 2016 show how far they can part ways).
 #
-# **Samples, and why they are blurry.** Draw $z \sim \mathcal N(0, I)$ and show the decoder's mean.
-# Two more measurements explain what we see: how well the decoder's means reconstruct test
-# images (against the plain autoencoder of §1), and how many of the 16 latent dimensions the
-# encoder actually uses (a dimension whose average KL is near zero carries no information:
-# it is "inactive", Burda et al. 2016):
+# **Samples: blurry or noisy?** Strictly, a sample of this model is a **draw**
+# $y = m(z) + s\,\varepsilon$ with $z \sim \mathcal N(0, I)$ and independent pixel noise
+# $\varepsilon \sim \mathcal N(0, I)$. What papers show as "VAE samples" is usually the decoder's
+# **mean** $m(z)$ alone. We measure both, and a third row that separates the decoder from the
+# prior: the means decoded from codes of *real* training images, $z \sim q_\phi(z \mid x)$. Two
+# more measurements: how well the decoder's means reconstruct test images (against the plain
+# autoencoder of §1), and how many of the latent dimensions the encoder actually uses (a
+# dimension whose average KL is near zero carries no information: it is "inactive", Burda et
+# al. 2016):
 
 # %%
 def sharpness(images):
@@ -415,14 +451,25 @@ def sharpness(images):
 
 
 def sample_vae(b, gen):
+    """The decoder's mean m(z), z ~ N(0, I): what we show, and save, as the VAE's samples."""
     z = torch.randn(b, cfg["vae_latent"], generator=gen, device=gen.device).to(device)
     return vae.decode(z)[0].clamp(-1, 1)
 
 
+def draw_vae(b, gen):
+    """A draw of the model, y = m(z) + s ε, z ~ N(0, I), ε ~ N(0, I) per pixel."""
+    z = torch.randn(b, cfg["vae_latent"], generator=gen, device=gen.device).to(device)
+    mean, log_scale = vae.decode(z)
+    return (mean + log_scale.exp() * torch.randn(mean.shape, generator=gen, device=gen.device).to(device)).clamp(-1, 1)
+
+
 vae_samples, vae_cost = timed_sampling(sample_vae, n, batch_size=cfg["sample_batch"], nfe=1, device=device)
-vae_eval = evaluate_fashion(vae_samples, n=n, evaluator=evaluator)
-vae_sharpness = sharpness(vae_samples) / sharpness(x_test[:n])
+vae_draws, _ = timed_sampling(draw_vae, n, batch_size=cfg["sample_batch"], nfe=1, device=device)
+g = torch.Generator().manual_seed(15)
 with torch.no_grad():
+    mu_train, logvar_train = vae.encode(x_train[-n:].to(device))  # codes of n real training images
+    z_posterior = mu_train + (0.5 * logvar_train).exp() * torch.randn(mu_train.shape, generator=g).to(device)
+    vae_posterior = vae.decode(z_posterior)[0].clamp(-1, 1).cpu()
     mu_test, logvar_test = vae.encode(y_test)
     vae_recon_nmse = normalised_mse(vae.decode(mu_test)[0].clamp(-1, 1).cpu(), x_test[:n_lik])
     kl_per_dimension = kl_to_standard_normal(mu_test, logvar_test).mean(0).cpu()  # nats, averaged over images
@@ -430,25 +477,55 @@ active = int((kl_per_dimension > 0.01).sum())
 print(f"VAE: decoder means reconstruct test images with MSE / variance {vae_recon_nmse:.3f} "
       f"(autoencoder: {ae_nmse:.3f}); {active} of {cfg['vae_latent']} latent dimensions active "
       f"(KL per dimension: {', '.join(f'{v:.2f}' for v in kl_per_dimension.sort(descending=True).values)} nats)")
-genbook.show_images(vae_samples[:32], nrow=16, title=f"VAE samples (decoder means): FD {vae_eval['fd']:.0f}")
+vae_rows = {"means m(z), z ~ p(z)": vae_samples, "draws m(z) + s ε, z ~ p(z)": vae_draws,
+            "means m(z), z ~ q(z | x), real x": vae_posterior}
+vae_evals = {name: evaluate_fashion(images, n=n, evaluator=evaluator) for name, images in vae_rows.items()}
+vae_eval = vae_evals["means m(z), z ~ p(z)"]
+fig, axes = plt.subplots(len(vae_rows), 1, figsize=(9, 2.8))
+for ax, (name, images) in zip(axes, vae_rows.items()):
+    genbook.show_images(images[:16], nrow=16, ax=ax, title=f"VAE, {name}: FD {vae_evals[name]['fd']:.0f}")
 plt.show()
-print(f"VAE samples: FD {vae_eval['fd']:.1f} ± {vae_eval['fd_ci']:.1f}, precision {vae_eval['precision']:.2f}, "
-      f"recall {vae_eval['recall']:.2f}; fine-detail energy {100 * vae_sharpness:.0f}% of the test images'; "
-      f"{vae_cost['ms_per_image']:.2f} ms per image")
-print("saved:", repo_relative(save_samples("03_vqvae", "vae", vae_samples, cost=vae_cost, steps=cfg["vae_steps"])))
+detail = {name: sharpness(images) / sharpness(x_test[:n]) for name, images in vae_rows.items()}
+print(f"{'':<34} {'FD':>7} {'±':>5} {'precision':>9} {'recall':>7} {'fine detail':>12}")
+for name, r in vae_evals.items():
+    print(f"{name:<34} {r['fd']:7.1f} {r['fd_ci']:5.1f} {r['precision']:9.2f} {r['recall']:7.2f} "
+          f"{100 * detail[name]:11.0f}%")
+print(f"{'PCA-Gaussian':<34} {baselines['fd_pca_gaussian']:7.1f}    (blurred data {baselines['fd_blurred']:.1f}, "
+      f"real vs real {baselines['fd_real_vs_real']:.1f}); fine detail: share of the test images'")
+print(f"{vae_cost['ms_per_image']:.2f} ms per image; saved:", repo_relative(save_samples(
+    "03_vqvae", "vae", vae_samples, cost=vae_cost, steps=cfg["vae_steps"], sampled="decoder mean m(z), z ~ N(0, I)",
+    training=vae_info.get("training"))))
+assert vae_eval["fd_high"] < baselines["fd_pca_gaussian"], (vae_eval, baselines)  # beyond the interval
+draws, posterior = vae_evals["draws m(z) + s ε, z ~ p(z)"], vae_evals["means m(z), z ~ q(z | x), real x"]
+assert draws["fd"] > vae_eval["fd"] and posterior["fd"] < vae_eval["fd"], vae_evals  # what the text below explains
+assert detail["draws m(z) + s ε, z ~ p(z)"] > 1 > detail["means m(z), z ~ p(z)"], detail
 
 # %% [markdown]
-# The fine-detail energy (the squared response to a Laplacian filter) of the samples, printed
-# above as a share of the test images', measures the blur. Two causes, both visible in the
-# numbers above. First, averaging: for a given $z$ the decoder's best mean is the *average* of
-# all images the encoder maps near $z$, and an average of shirts with different folds and
-# prints is a smooth shirt; with a code of a few numbers per image, many images share a code. Second, the
-# likelihood lets the decoder explain what it cannot reconstruct as *noise*: where it predicts a
-# large scale, errors in the mean cost little, so its means reconstruct worse than the plain
-# autoencoder's, which had to get every pixel right. Drawing the pixel noise as well would not
-# help: it is independent per pixel and adds speckle, not detail. A sharper model needs either a
-# decoder that models pixels jointly, or codes rich enough that few images share one, modelled by
-# a strong prior. The VQ-VAE takes the second road.
+# The table has the VAE's samples, the decoder's means, below the PCA-Gaussian with their whole
+# interval (the bar of this section), and three lessons.
+#
+# **Draws are noisy.** The draws add independent noise of scale $s$ to every pixel. That is
+# what the likelihood asked for: $s^2$ is the decoder's average squared error, and the model
+# honestly says it does not know where its errors are. But independent noise is speckle, not
+# detail: the draws have more "fine detail" (the squared response to a Laplacian filter, as a
+# share of the test images') than the test images themselves, and a worse FD. This is why VAE
+# samples in papers are decoder means, and why a decoder that is sharp *and* honest about its
+# uncertainty has to model pixels jointly (an autoregressive decoder, as in PixelVAE, Gulrajani
+# et al. 2017, or a diffusion model, chapters 05 to 08).
+#
+# **Means are blurry.** For a given $z$ the decoder's best mean is the *average* of all images
+# the encoder maps near $z$, and an average of shirts with different folds and prints is a
+# smooth shirt; with a code of a few numbers per image, many images share a code. The means
+# have less fine detail than the test images (the last column).
+#
+# **The prior has holes.** Decoding codes of real images (third row) is better than
+# decoding codes of the prior (first row), with the same decoder. The prior
+# $\mathcal N(0, I)$ and the codes the encoder actually uses, the *aggregate posterior*
+# $\int q_\phi(z \mid x)\,p(x)\,dx$, are not the same distribution: the KL term pulls them
+# together but does not make them equal (Hoffman & Johnson 2016, "ELBO surgery"), and codes of
+# the prior that no image uses decode to something between garments. A sharper model needs
+# codes rich enough that few images share one, modelled by a prior that fits them. The VQ-VAE
+# takes that road.
 #
 # ## 3. The VQ-VAE: a discrete code
 #
@@ -594,13 +671,15 @@ print("what differs: " + "; ".join(f"{name}: EMA={q.ema}, init={q.init}, restart
                                    for name, q in quantizers.items()))
 print(f"what is equal: {cfg['vq_steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']}, K = {K}, D = {D}, "
       "encoder/decoder widths, data order")
-vqvaes, traces = {}, {}
+vqvaes, traces, vq_training = {}, {}, {}
 for name, quantizer in quantizers.items():
     print(name)
     torch.manual_seed(7)  # the same initial encoder and decoder weights
-    vqvaes[name], info = genbook.load_or_train(VQVAE(quantizer, D).to(device), train_vqvae,
-                                               chapter="03_vqvae", name=f"vqvae_{name}", config=cfg)
-    traces[name] = info["trace"]
+    model, info = genbook.load_or_train(VQVAE(quantizer, D).to(device), train_vqvae,
+                                        chapter="03_vqvae", name=f"vqvae_{name}", config=cfg)
+    # eval mode matters here: in training mode the EMA quantizer moves its codebook (and restarts codes) on every
+    # batch it encodes, and a model loaded from the cache comes back in training mode (fit leaves it in eval mode)
+    vqvaes[name], traces[name], vq_training[name] = model.eval(), info["trace"], info.get("training")
 
 # %%
 usage_test = {name: codebook_usage(encode_codes(model, x_test), K) for name, model in vqvaes.items()}
@@ -695,6 +774,7 @@ torch.manual_seed(14)  # the same initial prior whether the VQ-VAEs were trained
 prior, prior_info = genbook.load_or_train(
     GPT(K + 1, length, d_model=cfg["prior_d"], n_heads=cfg["prior_heads"], n_layers=cfg["prior_layers"]).to(device),
     train_prior, chapter="03_vqvae", name="prior", config=cfg)
+prior.eval()
 with torch.no_grad():
     prior_nats = torch.cat([F.cross_entropy(prior(s[:, :-1].to(device)).transpose(1, 2), s[:, 1:].to(device),
                                             reduction="none").cpu() for s in seq_test.split(1000)])
@@ -750,11 +830,13 @@ def decode_codes(codes):
     return vq.decoder(vq.quantizer.decode_codes(codes.to(device))).clamp(-1, 1)
 
 
+stages = [vq_training["cured"], prior_info.get("training")]  # the cost of the tokenizer, then of the prior
 prior_samples, prior_cost = timed_sampling(lambda b, gen: decode_codes(sample_codes(b, gen)), n,
                                            batch_size=cfg["sample_batch"], nfe=length, device=device)
 print(f"prior samples: {prior_cost['ms_per_image']:.2f} ms per image ({length} cached transformer steps each)")
 print("saved:", repo_relative(save_samples("03_vqvae", "vqvae_prior", prior_samples, cost=prior_cost,
-                                           steps=cfg["prior_steps"])))
+                                           steps=cfg["prior_steps"],
+                                           training=None if None in stages else stages)))
 
 # %% [markdown]
 # **The ladder.** Four ways to choose the 49 codes, decoded by the same decoder: uniformly at
@@ -840,6 +922,7 @@ assert fsq.num_codes == K, "compare at the same number of codes"
 torch.manual_seed(7)
 fsq_vae, fsq_info = genbook.load_or_train(VQVAE(fsq, fsq.code_dim).to(device), train_vqvae,
                                           chapter="03_vqvae", name="fsq", config=cfg)
+fsq_vae.eval()
 fsq_usage = codebook_usage(encode_codes(fsq_vae, x_test), fsq.num_codes)
 fsq_nmse = normalised_mse(in_batches(lambda x: fsq_vae(x)[0].clamp(-1, 1), x_test), x_test)
 print(f"{'quantizer':<12} {'usage':>6} {'perplexity':>10} {'test MSE / var':>14}")
@@ -965,10 +1048,14 @@ check_fsq_round(fsq_round)
 # recall against the temperature. Which number moves with precision, which with recall, and
 # why is the comparison with other chapters fair only at temperature 1?
 #
-# **Exercise 3.5 (no check): β and the KL.** Train the VAE with the KL term multiplied by
-# $\beta \in \{0.1, 1, 4\}$ (Higgins et al. 2017). How do the bits/dim bound (computed with
-# $\beta = 1$, since only that is a bound), the sharpness and the FD of the samples change? Explain
-# the trade-off with the two terms of the ELBO.
+# **Exercise 3.5 (no check): the decoder's scale, and β.** Give the VAE's decoder a scale per
+# pixel (a learned (1, 1, 28, 28) tensor), then a scale computed from $z$ (a second output channel
+# of the decoder). For each, measure the IWAE bound, the reconstruction error of the means and the
+# FD of means and draws. Which gains bits/dim, which loses sample quality, and why (look at the
+# weight $1/s^2$ on each pixel's error)? Then train the one-scale VAE with the KL term multiplied
+# by $\beta \in \{0.5, 2\}$ (Higgins et al. 2017) and evaluate the bound with $\beta = 1$ (only that
+# is a bound): how do the bits/dim, the blur and the gap between the first and third rows of the
+# samples table move?
 #
 # **Exercise 3.6 (no check): the size of the codebook.** Repeat §3 with $K \in \{16, 256\}$, and
 # the PCA baseline at each bit budget. Does the learned code keep its lead as the budget grows?
