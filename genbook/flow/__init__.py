@@ -7,7 +7,7 @@ Tong et al. (2024), "Improving and Generalizing Flow-Based Generative Models wit
 Convention: t = 0 is noise N(0, I), t = 1 is data.
 """
 
-from .coupling import ot_couple, ot_cost_matrix, ot_pairing, transport_cost
+from .coupling import ot_cost_matrix, ot_couple, ot_pairing, transport_cost
 from .paths import GaussianPath, OTPath, VPPath, cfm_loss, log_normal
 from .solvers import NFE_PER_STEP, ORDER, divergence, log_likelihood, nfe, odeint
 
