@@ -848,10 +848,11 @@ print(f"\nafter the same {dates_cfg['steps']} steps the {better} is more accurat
       f"per step the {faster} was faster here")
 critical_rho = 1.96 / math.sqrt(len(rows) - 1)  # |rho| beyond this: unlikely (5%) if accuracy ignored length
 if len(rows) > 3:
-    trend = ("rises" if gru_length_rho > critical_rho else "falls" if gru_length_rho < -critical_rho
-             else f"shows no trend that chance could not explain (|rho| < {critical_rho:.2f})")
-    print(f"across the {len(rows)} groups the GRU's accuracy {trend} with source length "
-          f"(Spearman rho = {gru_length_rho:+.2f})")
+    trend = ("rises with source length" if gru_length_rho > critical_rho
+             else "falls with source length" if gru_length_rho < -critical_rho
+             else "shows no trend with source length that chance could not explain")
+    print(f"across the {len(rows)} groups the GRU's accuracy {trend} "
+          f"(Spearman rho = {gru_length_rho:+.2f}; chance alone exceeds |rho| = {critical_rho:.2f} 5% of the time)")
 else:
     print(f"{len(rows)} groups are too few to call a trend; Spearman rho = {gru_length_rho:+.2f}")
 if one_date:
