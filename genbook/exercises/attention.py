@@ -19,6 +19,7 @@ from .core import ExerciseFailed, call_student, expect_close
 CAUSAL = "Exercise 1.1 (causal_mask)"
 TOP_P = "Exercise 1.2 (top_p_filter)"
 SHIFT = "Exercise 1.3 (shift_matrix)"
+BOUNDARY = "probabilities (0.25, 0.5, 0.125, 0.125) with p=0.75 (the top two sum to exactly p)"
 
 
 def _as_bool_mask(mask, t_q: int, t_k: int) -> torch.Tensor:
@@ -75,7 +76,10 @@ def check_top_p_filter(fn) -> None:
     cases = [(torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])), 0.7, "p=0.7 on probabilities (0.5, 0.3, 0.15, 0.05)"),
              (torch.log(torch.tensor([[0.1, 0.6, 0.3]])), 0.5, "p=0.5 on probabilities (0.1, 0.6, 0.3)"),
              (torch.randn(6, 50, generator=g) * 2, 0.9, "random logits (6, 50), p=0.9"),
-             (torch.randn(3, 20, generator=g), 1e-6, "random logits, tiny p (only the top token)")]
+             (torch.randn(3, 20, generator=g), 1e-6, "random logits, tiny p (only the top token)"),
+             # exact in float32: the two most likely tokens hold exactly p = 0.75, so the third is outside
+             (torch.log(torch.tensor([[0.25, 0.5, 0.125, 0.125]])), 0.75, BOUNDARY),
+             (torch.randn(2, 10, generator=g), 1.0, "random logits, p=1 (every token)")]
     for logits, p, what in cases:
         original = logits.clone()
         got = call_student(fn, logits, p, exercise=TOP_P)
@@ -99,6 +103,11 @@ def check_top_p_filter(fn) -> None:
                 f"{what}: you keep {kept_got.sum(-1).tolist()} tokens per row, expected {kept_want.sum(-1).tolist()}. "
                 "Keep the token whose probability makes the running sum reach p, not only those before it "
                 "(shift the cumulative sum by one token).")
+        if what == BOUNDARY:
+            raise ExerciseFailed(
+                f"{what}: you keep {kept_got.sum(-1).tolist()} tokens, expected {kept_want.sum(-1).tolist()}. "
+                "Once the tokens before one already sum to p (exactly, here), that token is outside the "
+                "nucleus: remove it when the mass before it is >= p, not only when it is > p.")
         raise ExerciseFailed(f"{what}: you keep {kept_got.sum(-1).tolist()} tokens per row, expected "
                              f"{kept_want.sum(-1).tolist()}: the nucleus is the smallest set of MOST likely tokens "
                              "whose probabilities sum to at least p (sort in descending order).")
