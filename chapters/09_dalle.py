@@ -50,8 +50,7 @@ from genbook.clip import CLIP, ImageEncoder, TextEncoder, contrastive_loss
 from genbook.data.shapes import SIZES, make_shapes
 from genbook.data.tokenizers import train_bpe
 from genbook.exercises.dalle import contrastive_loss_by_loops
-from genbook.metrics.shapes_evaluator import (attribute_accuracies, caption_agreement, cell_targets,
-                                              shapes_evaluator)
+from genbook.metrics.shapes_evaluator import attribute_accuracies, caption_agreement, cell_targets, shapes_evaluator
 from genbook.nn import count_parameters, top_k_filter
 from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
 from genbook.nn.dalle import TextImageTransformer, modality_logits_mask
