@@ -66,7 +66,7 @@ cfg = genbook.profile(
                   curve_every=50, ablation_steps=200),
         finetune=dict(labels_per_class=100, validation_per_class=25, test_per_class=400, steps=60, batch_size=32,
                       lr=5e-4, warmup=6, scratch_lrs=(5e-4, 2e-3, 5e-3)),
-        vit=dict(patch=7, d_model=64, n_heads=4, n_layers=3, steps=800, batch_size=128, lr=3e-3, warmup=50),
+        vit=dict(patch=7, d_model=64, n_heads=4, n_layers=3, steps=500, batch_size=128, lr=3e-3, warmup=50),
         cnn=dict(widths=(8, 16), hidden=64),
     ),
     full=dict(
