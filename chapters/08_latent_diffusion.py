@@ -53,8 +53,8 @@ from genbook.data.tokenizers import train_wordpiece
 from genbook.diffusion.guidance import drop_condition, guidance_nfe, guided_model
 from genbook.flow import OTPath, nfe, odeint
 from genbook.metrics import caption_agreement, save_samples, shapes_evaluator, timed_sampling
-from genbook.metrics.shapes_protocol import evaluate_shapes, real_shapes, shapes_baselines
 from genbook.metrics.shapes_evaluator import facts_agreed, parse_caption
+from genbook.metrics.shapes_protocol import evaluate_shapes, real_shapes, shapes_baselines
 from genbook.nn.attention import record_attention
 from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
 from genbook.nn.transformer import EncoderBlock, TokenEmbedding

@@ -86,8 +86,9 @@ class TrainingMeter:
 
     def summary(self, model: nn.Module | None = None) -> dict:
         """Plain data: steps, seconds, ms_per_step (None before any step), parameters of ``model``, device."""
-        return {"steps": self.steps, "seconds": round(self.seconds, 3),
-                "ms_per_step": round(1000 * self.seconds / self.steps, 3) if self.steps else None,
+        seconds = round(self.seconds, 6)
+        return {"steps": self.steps, "seconds": seconds,
+                "ms_per_step": round(1000 * seconds / self.steps, 6) if self.steps else None,
                 "parameters": None if model is None else sum(p.numel() for p in model.parameters()),
                 "device": str(default_device())}
 
