@@ -171,7 +171,7 @@ def train_autoencoder(model):
 
 autoencoder, ae_info = genbook.load_or_train(Autoencoder(ae_encoder, ae_decoder).to(device), train_autoencoder,
                                              chapter="03_vqvae", name="autoencoder", config=cfg)
-autoencoder.eval()  # a model loaded from the cache comes back in training mode; every model here is used in eval mode
+# load_or_train hands the model back in eval mode, loaded or trained; every model here is used that way
 
 
 @torch.no_grad()

@@ -292,6 +292,8 @@ def load_or_train(
     dict plus ``cached`` (bool), ``path`` and ``training``: the cost of training measured
     when it ran (``fit`` steps, seconds, ms_per_step, parameters, device; see
     :func:`genbook.training.metered`), kept in the checkpoint so a loaded model still reports it.
+    The model comes back in eval mode whether it was loaded or trained (dropout off, BatchNorm on its
+    running statistics), so a cached run computes what a training run does; call ``.train()`` to train it further.
     ``retrain=True`` trains again and overwrites the file; so does ``GENBOOK_RETRAIN=1`` (every model) or
     ``GENBOOK_RETRAIN=05_ddpm,07_flow_matching`` (the models of those chapters).
 
@@ -308,7 +310,7 @@ def load_or_train(
     if path.exists() and not retrain:
         try:
             extra = load_checkpoint(path, model, config, source=source)
-            return model, {**extra, "cached": True, "path": str(path)}
+            return model.eval(), {**extra, "cached": True, "path": str(path)}
         except StaleCheckpointError:
             print(f"{chapter}/{name}: the code of the model or of its training changed since {path.name} "
                   "was saved: retraining.", flush=True)
@@ -318,4 +320,4 @@ def load_or_train(
         raise TypeError(f"train(model) must return a dict or None, got {type(extra).__name__}.")
     extra = {**extra, "training": extra.get("training", meter.summary(model))}
     save_checkpoint(path, model, config, extra, source=source)
-    return model, {**json.loads(json.dumps(extra)), "cached": False, "path": str(path)}
+    return model.eval(), {**json.loads(json.dumps(extra)), "cached": False, "path": str(path)}

@@ -37,6 +37,30 @@ def test_round_trip_trains_once_then_loads(scratch):
     assert not list(scratch.rglob("*.tmp")), "no temporary files left behind"
 
 
+def test_loaded_and_trained_models_compute_the_same(scratch):
+    """Both come back in eval mode: a model with dropout and BatchNorm gives the same output loaded or trained."""
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+
+    def train(model):  # a plain loop that leaves the model in training mode, as a hand-written one may
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(5):
+            opt.zero_grad()
+            model(torch.randn(16, 4)).pow(2).mean().backward()
+            opt.step()
+
+    config, x = {"kind": "bn"}, torch.randn(3, 4)
+    trained, info = load_or_train(build(), train, chapter="99_test", name="bn", config=config)
+    loaded, info2 = load_or_train(build().train(), train, chapter="99_test", name="bn", config=config)
+    assert info["cached"] is False and info2["cached"] is True
+    assert not trained.training and not loaded.training
+    assert not any(m.training for m in loaded.modules())
+    with torch.no_grad():
+        assert torch.equal(trained(x), loaded(x))  # train mode would differ: batch statistics, random dropout
+
+
 def test_key_has_profile_and_config(monkeypatch):
     a = checkpoint_path("99_test", "m", {"w": 1})
     assert a != checkpoint_path("99_test", "m", {"w": 2})
