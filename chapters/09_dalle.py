@@ -50,7 +50,14 @@ from genbook.clip import CLIP, ImageEncoder, TextEncoder, contrastive_loss
 from genbook.data.shapes import SIZES, make_shapes
 from genbook.data.tokenizers import train_bpe
 from genbook.exercises.dalle import contrastive_loss_by_loops
-from genbook.metrics.shapes_evaluator import attribute_accuracies, caption_agreement, cell_targets, shapes_evaluator
+from genbook.metrics.shapes_evaluator import (
+    attribute_accuracies,
+    caption_agreement,
+    cell_targets,
+    facts_agreed,
+    parse_caption,
+    shapes_evaluator,
+)
 from genbook.nn import count_parameters, top_k_filter
 from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
 from genbook.nn.dalle import TextImageTransformer, modality_logits_mask
@@ -59,15 +66,14 @@ from genbook.quantize import FSQ, codebook_usage
 cfg = genbook.profile(
     fast=dict(
         data=dict(n_train=20_000, n_test=1000, train_seed=91, test_seed=92),
-        tokenizer=dict(levels=[8, 6, 5], widths=[16, 32], steps=1000, batch_size=32, lr=1e-2, warmup=50,
+        tokenizer=dict(levels=[8, 6, 5], widths=[16, 32], steps=2600, batch_size=8, lr=1e-2, warmup=100,
                        shape_weight=10.0, edge_weight=10.0, n_train=10_000),
         bpe=dict(vocab_size=400),
-        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1200, batch_size=32, lr=5e-3, warmup=60,
+        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1200, batch_size=32, lr=2e-2, warmup=60,
                          text_weight=1 / 8),
         clip=dict(embed_dim=64, width=32, d_model=64, n_layers=2, steps=200, batch_size=128, lr=2e-3, warmup=20),
-        sampling=dict(n_captions=100, rerank_n=8, temperature=1.0, top_k=16, n_speed=32),
-        # The tokenizer's bar is lower than the book's 0.95 (issue 17), which this profile does not reach.
-        bars=dict(tokenizer_recon_adherence=0.88, adherence_random_of_n=0.60),
+        sampling=dict(n_captions=100, rerank_n=8, n_speed=32, n_validation=40,
+                      candidates=[[1.0, None], [1.0, 16], [0.8, 16]]),  # (temperature, top-k)
     ),
     full=dict(
         data=dict(n_train=200_000, n_test=5000, train_seed=91, test_seed=92),
@@ -77,8 +83,8 @@ cfg = genbook.profile(
         transformer=dict(d_model=256, n_heads=8, n_layers=8, steps=30_000, batch_size=128, lr=1e-3, warmup=1000,
                          text_weight=1 / 8),
         clip=dict(embed_dim=128, width=64, d_model=128, n_layers=4, steps=5000, batch_size=512, lr=1e-3, warmup=200),
-        sampling=dict(n_captions=500, rerank_n=32, temperature=1.0, top_k=16, n_speed=128),
-        bars=dict(tokenizer_recon_adherence=0.95, adherence_random_of_n=0.60),
+        sampling=dict(n_captions=500, rerank_n=32, n_speed=128, n_validation=200,
+                      candidates=[[1.0, None], [1.0, 32], [1.0, 16], [0.8, 16]]),
     ),
 )
 device = genbook.device()
@@ -257,18 +263,18 @@ plt.show()
 # decoder loses first (the worst attribute is printed), and the shape accuracy
 # split by size shows where: a small shape is only a few pixels across, and
 # what tells a small circle from a small square or triangle is a handful of
-# pixels on its outline, a tiny share of the squared error. The book's bar for this
-# stage is 0.95. The fast profile's short training does not reach it, so this
-# profile asserts the lower bar below and says whether 0.95 was met; the full
-# profile trains a wider tokenizer for much longer and asserts 0.95.
+# pixels on its outline, a tiny share of the squared error. The edge weight is
+# one cure; the other is many small steps: the fast profile trains on batches of
+# only `batch_size` images (printed below), because for this small network, at the
+# same cost, more updates on fewer images each recover more small shapes than
+# fewer updates on larger batches. The book's bar for this stage is 0.95.
 
 # %%
 BOOK_BARS = dict(tokenizer_recon_adherence=0.95, adherence_random_of_n=0.60)  # issue 17
-bar = cfg["bars"]["tokenizer_recon_adherence"]
-print(f"tokenizer_recon_adherence {tokenizer_recon_adherence:.3f}; asserted in this profile: >= {bar} "
-      f"(the book's bar {BOOK_BARS['tokenizer_recon_adherence']} met: "
-      f"{tokenizer_recon_adherence >= BOOK_BARS['tokenizer_recon_adherence']})")
-assert tokenizer_recon_adherence >= bar, tokenizer_recon_adherence
+print(f"tokenizer: {T['steps']} steps of {T['batch_size']} images; tokenizer_recon_adherence "
+      f"{tokenizer_recon_adherence:.3f} (bar {BOOK_BARS['tokenizer_recon_adherence']}, margin "
+      f"{tokenizer_recon_adherence - BOOK_BARS['tokenizer_recon_adherence']:+.3f})")
+assert tokenizer_recon_adherence >= BOOK_BARS["tokenizer_recon_adherence"], tokenizer_recon_adherence
 
 # %% [markdown]
 # ## 2. Text tokens
@@ -464,7 +470,7 @@ speed_text = test_text[:S["n_speed"]].to(device)
 timing = {}
 for kv_cache in (False, True):
     start = time.perf_counter()
-    codes = sample_image_tokens(dalle, speed_text, S["temperature"], S["top_k"], kv_cache=kv_cache,
+    codes = sample_image_tokens(dalle, speed_text, temperature=1.0, top_k=None, kv_cache=kv_cache,
                                 generator=torch.Generator(device).manual_seed(0))
     timing[kv_cache] = (time.perf_counter() - start, codes)
 same_tokens = torch.equal(timing[False][1], timing[True][1])
@@ -486,23 +492,45 @@ plt.show()
 # of (batch, heads, length, head width) per layer, which for DALL·E's 64 layers
 # and 1,280 positions is what limits the batch size when sampling on a GPU.
 #
-# Now the captions of held-out images, `rerank_n` samples each, with the
-# temperature and top-k of the profile (printed below). They were chosen by
-# trying a few settings on other held-out captions than these: top-k cuts off
-# the long tail of unlikely codes, each of which, once drawn, becomes a stray
-# speck or a wrong colour that the rest of the image must live with.
+# **Temperature and top-k.** Top-k cuts off the long tail of unlikely codes, each
+# of which, once drawn, becomes a stray speck or a wrong colour that the rest of
+# the image must live with; a temperature below 1 sharpens every distribution,
+# which also favours the most frequent code, black background. Which helps is
+# an empirical question, and the answer must not be read off the captions the
+# results are reported on. We try a few settings on **validation captions**:
+# held-out images whose caption text is not among the test captions below, and
+# keep the setting with the best adherence there.
 
 # %%
 n_captions, rerank_n = S["n_captions"], S["rerank_n"]
-captions = test.captions[:n_captions]
+captions = test.captions[:n_captions]  # the test captions: every result below is measured on them
+validation = [i for i in range(n_captions, len(test)) if test.captions[i] not in set(captions)][:S["n_validation"]]
+assert len(validation) == S["n_validation"] and not set(test.captions[i] for i in validation) & set(captions)
+validation_text = test_text[validation].repeat_interleave(rerank_n, 0).to(device)
+validation_captions = [test.captions[i] for i in validation for _ in range(rerank_n)]
+validation_adherence = {}
+for temperature, top_k in S["candidates"]:
+    codes = sample_image_tokens(dalle, validation_text, temperature, top_k,
+                                generator=torch.Generator(device).manual_seed(2))
+    validation_adherence[temperature, top_k] = caption_agreement(
+        tokenizer.decode(codes).cpu(), validation_captions, evaluator=evaluator)["adherence"]
+    print(f"validation ({len(validation)} captions x {rerank_n}): temperature {temperature}, top-k {top_k}: "
+          f"adherence {validation_adherence[temperature, top_k]:.3f}")
+temperature, top_k = max(validation_adherence, key=validation_adherence.get)
+print(f"chosen on the validation captions: temperature {temperature}, top-k {top_k}")
+
+# %% [markdown]
+# Now the test captions, `rerank_n` samples each, with that setting.
+
+# %%
 start = time.perf_counter()
 sample_codes = sample_image_tokens(dalle, test_text[:n_captions].repeat_interleave(rerank_n, 0).to(device),
-                                   S["temperature"], S["top_k"], generator=torch.Generator(device).manual_seed(1))
+                                   temperature, top_k, generator=torch.Generator(device).manual_seed(1))
 samples = tokenizer.decode(sample_codes).cpu()  # (C·N, 3, 32, 32), caption-major
 sampling_ms_per_image = 1e3 * (time.perf_counter() - start) / len(samples)
 sample_captions = [c for c in captions for _ in range(rerank_n)]
 adherence_random_of_n = caption_agreement(samples, sample_captions, evaluator=evaluator)["adherence"]
-print(f"temperature {S['temperature']}, top-k {S['top_k']}: {len(samples)} samples in {sampling_ms_per_image:.1f} ms "
+print(f"temperature {temperature}, top-k {top_k}: {len(samples)} samples in {sampling_ms_per_image:.1f} ms "
       f"per image; adherence {adherence_random_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f}, "
       f"shuffled captions {wrong_caption_adherence:.3f})")
 
@@ -613,7 +641,8 @@ plt.show()
 # DALL·E drew 512 samples per caption and showed the 32 that CLIP ranked
 # highest. We keep the best of `rerank_n`: **best-of-N** against random-of-N,
 # same samples, same evaluator. The book asks random-of-N to reach 0.60 and
-# best-of-N to beat it by 0.05; both are asserted below.
+# best-of-N to beat it by 0.05; both are asserted below, and printed with how
+# far they would move with other test captions (a bootstrap over the captions).
 
 # %%
 with torch.no_grad():
@@ -624,11 +653,33 @@ best_images = samples.view(n_captions, rerank_n, 3, 32, 32)[torch.arange(n_capti
 adherence_best_of_n = caption_agreement(best_images, captions, evaluator=evaluator)["adherence"]
 print(f"adherence with {rerank_n} samples per caption: random-of-N {adherence_random_of_n:.3f}, "
       f"best-of-N by CLIP {adherence_best_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f})")
-bar = cfg["bars"]["adherence_random_of_n"]
-print(f"random-of-N asserted in this profile: >= {bar} (the book's bar {BOOK_BARS['adherence_random_of_n']} met: "
-      f"{adherence_random_of_n >= BOOK_BARS['adherence_random_of_n']}); best-of-N gains "
-      f"{adherence_best_of_n - adherence_random_of_n:+.3f} (bar +0.05)")
-assert adherence_random_of_n >= bar
+
+
+def facts_per_caption(images, caption_list, per_caption):
+    """(facts the evaluator agrees with, facts stated), each (C,) float64, summed over each caption's images."""
+    reading = evaluator.read(images)
+    facts = [facts_agreed(parse_caption(c), reading.objects(i)) for i, c in enumerate(caption_list)]
+    agreed = torch.tensor([sum(f) for f in facts], dtype=torch.float64).view(-1, per_caption).sum(1)
+    stated = torch.tensor([len(f) for f in facts], dtype=torch.float64).view(-1, per_caption).sum(1)
+    return agreed, stated
+
+
+# How much would the two numbers move with other captions? Resample the test captions with
+# replacement (a paired bootstrap: random- and best-of-N of the same captions move together).
+random_agreed, random_stated = facts_per_caption(samples, sample_captions, rerank_n)
+best_agreed, best_stated = facts_per_caption(best_images, captions, 1)
+assert abs(random_agreed.sum() / random_stated.sum() - adherence_random_of_n) < 1e-12  # the same facts
+resample = torch.randint(n_captions, (2000, n_captions), generator=torch.Generator().manual_seed(3))
+boot_random = random_agreed[resample].sum(1) / random_stated[resample].sum(1)
+boot_gain = best_agreed[resample].sum(1) / best_stated[resample].sum(1) - boot_random
+random_interval, gain_interval = (x.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+                                  for x in (boot_random, boot_gain))
+print(f"random-of-N {adherence_random_of_n:.3f} (bar {BOOK_BARS['adherence_random_of_n']}, margin "
+      f"{adherence_random_of_n - BOOK_BARS['adherence_random_of_n']:+.3f}; 95% bootstrap interval over the "
+      f"{n_captions} captions [{random_interval[0]:.3f}, {random_interval[1]:.3f}]); best-of-N gains "
+      f"{adherence_best_of_n - adherence_random_of_n:+.3f} (bar +0.05; interval [{gain_interval[0]:+.3f}, "
+      f"{gain_interval[1]:+.3f}])")
+assert adherence_random_of_n >= BOOK_BARS["adherence_random_of_n"]
 assert adherence_best_of_n >= adherence_random_of_n + 0.05
 
 # %% [markdown]
@@ -699,6 +750,7 @@ record = genbook.report(
         "transformer_ms_per_step": 1e3 * dalle_info["seconds_per_step"],
     },
     n_captions=n_captions,
+    sampling={"temperature": temperature, "top_k": top_k, "chosen_on_validation_captions": len(validation)},
     n_heldout=len(test),
     retrained=not (tokenizer_info["cached"] and dalle_info["cached"] and clip_info["cached"]),
     cpu_s=round(time.process_time(), 1),  # CPU seconds of this kernel: about the wall time on an idle core
@@ -761,10 +813,12 @@ print("exercise 9.2 passes")
 # image NLL under true and shuffled captions and the adherence of random-of-N.
 # Does learning to model captions help the model read them?
 #
-# **Exercise 9.4 (no check): temperature and top-k.** Sample with temperature
-# 0.7 and with `top_k=20`. Adherence goes up; what happens to the variety of
-# the samples of one caption (count the distinct positions and sizes the
-# evaluator reads for one-shape captions)? Does best-of-N still gain as much?
+# **Exercise 9.4 (no check): temperature and top-k.** Sample the validation
+# captions with temperatures 0.5, 0.7 and 1.2 and with `top_k` 2, 4 and 64. How
+# does adherence move, and which fact (colour, shape, position, ...) moves it?
+# What happens to the variety of the samples of one caption (count the distinct
+# positions and sizes the evaluator reads for one-shape captions)? Does
+# best-of-N still gain as much?
 #
 # **Exercise 9.5 (no check): a dVAE.** Replace FSQ by DALL·E's Gumbel-softmax
 # relaxation: the encoder outputs logits over K codes per cell, the decoder
