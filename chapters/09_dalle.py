@@ -407,11 +407,11 @@ print(f"{count_parameters(dalle):,} parameters, {P['steps']} steps of {P['batch_
 # than after another image's. We measure the image's negative log-likelihood in
 # bits, $-\sum_j \log_2 p_\theta(z_j \mid t, z_{<j})$, under its true caption and
 # under the caption of a random other image (the same shuffle as above). Two
-# caption-free baselines sit above both: codes drawn uniformly, and codes drawn with their training
-# frequencies, ignoring caption and position (a unigram model). The unigram
-# number is also the price of a better tokenizer: a tokenizer that keeps more
-# detail spreads its codes more evenly (the perplexity printed in section 1),
-# and the transformer has more bits to learn.
+# caption-free baselines sit above both: codes drawn uniformly, and codes drawn
+# with their training frequencies, ignoring caption and position (a unigram
+# model). The unigram number is also the price of a better tokenizer: one that
+# keeps more detail spreads its codes more evenly (the perplexity printed in
+# section 1), and the transformer has more bits to learn.
 
 # %%
 with torch.no_grad():  # (N_test, 64) nats per image token, in chunks of 250 images
