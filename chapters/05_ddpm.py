@@ -68,12 +68,12 @@ from genbook.nn.unet import UNet, count_parameters, timestep_embedding
 
 cfg = genbook.profile(
     fast=dict(T=1000, schedule="cosine", output="skip", channels=[16, 32], blocks=1, patch_size=2, attention=True,
-              steps=1700, batch_size=32, lr=2e-3, warmup=100, ema=0.995,
-              sample_batch=250, ancestral_steps=[10, 25], ddim_steps=[10, 25], eta_sweep_steps=[10],
-              chain_samples=500, reference_subset=50, reference_steps=250),
+              loss_weighting="min_snr", min_snr_gamma=5.0, steps=1200, batch_size=32, lr=2e-3, warmup=100,
+              ema=0.99, sample_batch=250, ancestral_steps=[10, 25], ddim_steps=[10, 20], eta_sweep_steps=[10],
+              chain_samples=500, reference_subset=50, reference_steps=100),
     full=dict(T=1000, schedule="cosine", output="skip", channels=[64, 128, 128], blocks=2, patch_size=1,
-              attention=True, steps=30_000, batch_size=128, lr=2e-4, warmup=1000, ema=0.9995,
-              sample_batch=1000, ancestral_steps=[10, 25, 50, 100, 250, 1000],
+              attention=True, loss_weighting="min_snr", min_snr_gamma=5.0, steps=30_000, batch_size=128, lr=2e-4,
+              warmup=1000, ema=0.9995, sample_batch=1000, ancestral_steps=[10, 25, 50, 100, 250, 1000],
               ddim_steps=[5, 10, 25, 50, 100], eta_sweep_steps=[25], chain_samples=4000, reference_subset=1000,
               reference_steps=1000),
 )
@@ -402,7 +402,7 @@ plt.show()
 # $$
 #
 # with $F_\theta$ the UNet. Nothing else changes: $\varepsilon_\theta$ is still a noise
-# predictor trained with $L_\text{simple}$ and used by the samplers as above. It is
+# predictor trained on $\lVert \varepsilon - \varepsilon_\theta \rVert^2$ (section 5) and used by the samplers. It is
 # exact where the task is trivial ($\bar\alpha_t \to 0$: $\varepsilon_\theta \to x_t$) and
 # leaves the network in charge where it is hard ($\bar\alpha_t \to 1$: $\varepsilon_\theta \to F_\theta$).
 # (Writing $x_t$ and $\varepsilon$ in terms of $F_\theta$'s target shows that $F_\theta$ learns
@@ -497,19 +497,70 @@ assert out.shape == (2, 1, 28, 28)
 # Ho et al.'s Algorithm 1 is the loss above, one minibatch at a time: draw an image
 # $x_0$, a step $t \sim \mathcal{U}\{1, \dots, T\}$ and noise $\varepsilon$, and take a
 # gradient step on $\lVert \varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\rVert^2$.
+#
+# **One departure, for a short run: min-SNR weighting.** $L_\text{simple}$ weighs every $t$
+# alike in units of $\varepsilon$. A sampler, though, uses the predicted image, and an error
+# $\delta$ in $\hat\varepsilon$ moves $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$
+# by only $\delta/\sqrt{\mathrm{SNR}(t)}$. At the least noisy steps ($\mathrm{SNR} \gg 1$; its value at
+# $t = 1$ is printed below) $L_\text{simple}$ asks the network to find a faint noise that barely changes the image; the loss
+# is largest there (the held-out loss by $t$ below shows it), and those large, noisy gradients
+# pull against the ones of the other steps. Hang et al. (2023) read training as many tasks, one
+# per $t$, and cap each task's weight *in units of $x_0$* at $\gamma$. Since
+# $\lVert \hat x_0 - x_0\rVert^2 = \lVert \hat\varepsilon - \varepsilon\rVert^2/\mathrm{SNR}(t)$, a weight
+# $\min(\mathrm{SNR}(t), \gamma)$ on the first is, in units of $\varepsilon$,
+#
+# $$
+# L_\gamma(\theta) = \mathbb{E}_{t,\, x_0,\, \varepsilon}\Big[\frac{\min(\mathrm{SNR}(t), \gamma)}{\mathrm{SNR}(t)}\,
+# \big\lVert \varepsilon - \varepsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\rVert^2\Big]:
+# $$
+#
+# exactly $L_\text{simple}$ wherever $\mathrm{SNR}(t) \le \gamma$, and down-weighted by
+# $\gamma/\mathrm{SNR}(t)$ at the cleaner steps. Hang et al. use $\gamma = 5$ and report that it reaches
+# the same FID in several times fewer steps; the fast profile needs exactly that. It is still
+# a weighting of the per-step terms of eq. 12, as $L_\text{simple}$ is. `cfg["loss_weighting"]`
+# chooses (`"simple"` for eq. 14); exercise 5.7 trains with $L_\text{simple}$ and compares.
+#
 # The step function below is all of it; `genbook.fit` does the plumbing (device,
 # bf16 autocast on a GPU, optimiser, the learning-rate schedule, gradient clipping,
 # progress). The learning rate warms up linearly over the first `warmup` steps (Ho et
 # al. warm up over 5000), then stays constant, as in Ho et al.; `fit` sets it from the
 # `lr_schedule` function at every step. We keep an exponential moving average (EMA)
-# of the weights, which Ho et al. also sample from: it averages out the noise of the
-# last few hundred steps.
+# of the weights, $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ after every step, which Ho et
+# al. also sample from (with $d = 0.9999$): it averages out the noise of roughly the last
+# $1/(1 - d)$ steps. A short run improves fast until its end, and a long average would lag
+# behind it, so the fast profile averages over fewer steps (printed below).
 
 # %%
+def loss_weights(schedule: NoiseSchedule, weighting: str, gamma: float) -> torch.Tensor:
+    """Weight of each step's ‖ε − ε_θ‖², (T,) float32: 1 (L_simple, eq. 14) or min(SNR, γ)/SNR (Hang et al. 2023)."""
+    snr = schedule.alphas_bar / (1 - schedule.alphas_bar)  # SNR(t) = ᾱ_t / (1 − ᾱ_t), float64 (T,)
+    if weighting == "simple":
+        return torch.ones(schedule.T)
+    if weighting == "min_snr":
+        if not gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {gamma!r}.")
+        return (snr.clamp(max=gamma) / snr).float()
+    raise ValueError(f"cfg['loss_weighting'] must be 'simple' (eq. 14) or 'min_snr' (Hang et al. 2023), "
+                     f"got {weighting!r}.")
+
+
+print(f"EMA decay {cfg['ema']}: an average over roughly the last {1 / (1 - cfg['ema']):.0f} of "
+      f"{cfg['steps']} training steps")
+weights = loss_weights(schedule, cfg["loss_weighting"], cfg["min_snr_gamma"])
+capped = int((weights < 1).sum())  # the weights fall with t's SNR, so these are t = 1..capped
+snr_1 = (schedule.alphas_bar[0] / (1 - schedule.alphas_bar[0])).item()
+print(f"SNR(1) = {snr_1:.0f}; {cfg['loss_weighting']} weighting: weight {weights[0]:.1e} at t = 1, "
+      f"{weights[capped // 2]:.2f} at t = {capped // 2 + 1}, below 1 for t = 1..{capped} ({capped / T:.0%} of the "
+      f"steps), 1 from t = {capped + 1}")
+assert torch.all(weights[capped:] == 1) and torch.all(weights[:capped].diff() >= 0)  # 1 where SNR ≤ γ, rising to it
+
+
 def train(model: NoisePredictor) -> dict:
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    # fused=True: Adam's update as one kernel over all parameters (cheaper per step than the per-tensor loop)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=device.type in ("cpu", "cuda"))
     ema = genbook.EMA(model, decay=cfg["ema"])
+    weight_of_t = weights.to(device)
 
     def warmup(i):  # step index i = 0, 1, ... -> learning rate: linear warm-up, then constant
         return cfg["lr"] * min(1.0, (i + 1) / cfg["warmup"])
@@ -518,7 +569,8 @@ def train(model: NoisePredictor) -> dict:
         t = torch.randint(0, T, (len(x0),), device=device)  # t ~ Uniform({1, ..., T})
         eps = torch.randn_like(x0)  # ε ~ N(0, I)
         x_t = q_sample(x0, t, eps, schedule)  # √ᾱ_t x_0 + √(1 − ᾱ_t) ε   (eq. 4)
-        return F.mse_loss(model(x_t, t), eps)  # ‖ε − ε_θ(x_t, t)‖²      (eq. 14)
+        error = (model(x_t, t).float() - eps).pow(2).mean(dim=(1, 2, 3))  # ‖ε − ε_θ(x_t, t)‖² per image, (B,)
+        return (weight_of_t[t] * error).mean()  # L_γ (L_simple, eq. 14, when every weight is 1)
 
     data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=generator, device=device)
     history = genbook.fit(step, data, cfg["steps"], model=model, optimizer=optimizer, ema=ema,
@@ -534,7 +586,7 @@ model = model.to(device).eval()
 train_seconds = time.perf_counter() - start
 print(("loaded from cache" if info["cached"] else f"trained in {train_seconds:.0f} s"), "->",
       genbook.paths.repo_relative(info["path"]))
-genbook.plot_losses(info["history"], title="L_simple (EMA weights are kept)")
+genbook.plot_losses(info["history"], title=f"training loss, {cfg['loss_weighting']} weighting (EMA weights are kept)")
 plt.show()
 
 
@@ -569,9 +621,9 @@ print(f"largest at t = {loss_t[max(range(len(loss_t)), key=loss_by_t.__getitem__
 # **Where the loss hardly looks: $t = T$.** The skip in time makes $\varepsilon_\theta$ nearly
 # exact at large $t$, but not the predicted image. Substituting $\varepsilon_\theta$ into
 # $\hat x_0$ gives $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,F_\theta \approx -F_\theta$
-# near $t = T$ (exercise 5.3), while an error of $F_\theta$ enters $L_\text{simple}$ with the weight
-# $\bar\alpha_t$ (printed below): the loss barely trains $F_\theta$ there, and the first step of every
-# sampler uses exactly that $\hat x_0$. What should it be? At $t = T$, $x_T$ says almost nothing
+# near $t = T$ (exercise 5.3), while an error of $F_\theta$ enters the loss with the weight
+# $\bar\alpha_t$ (printed below; the min-SNR weight is 1 there): the loss barely trains $F_\theta$
+# there, and the first step of every sampler uses exactly that $\hat x_0$. What should it be? At $t = T$, $x_T$ says almost nothing
 # about $x_0$, so the best guess, $\mathbb E[x_0 \mid x_T]$, is the mean training image. We measure
 # how far the trained model's $\hat x_0(x_T, T)$ is from it, next to how far a typical training
 # image is from the mean (the error of a model that guessed a random image) and next to an
@@ -672,8 +724,9 @@ plt.show()
 # %% [markdown]
 # ## 7. DDIM: a deterministic sampler in few steps
 #
-# Song, Meng and Ermon (2021) observed that $L_\text{simple}$ only involves the
-# marginals $q(x_t \mid x_0)$, never the Markov chain that produced them. Many
+# Song, Meng and Ermon (2021) observed that $L_\text{simple}$ (and any reweighting of its terms,
+# such as $L_\gamma$) only involves the marginals $q(x_t \mid x_0)$, never the Markov chain that
+# produced them. Many
 # *non-Markovian* forward processes share these marginals; each has its own reverse
 # process, and the same trained $\varepsilon_\theta$ serves all of them. Their family
 # is indexed by the noise $\sigma_t$ injected per step (eq. 12):
@@ -1189,6 +1242,13 @@ else:
 # steps. Explain the difference with the respaced $\beta'_i$: how large is
 # $\beta'_i$ compared with $\tilde\beta'_i$ when a step jumps over 100 of the original steps?
 #
+# **Exercise 5.7 (no check): $L_\text{simple}$ against min-SNR.** Set `loss_weighting="simple"`
+# in the fast profile's settings and run the chapter again: a new model is trained on the same
+# batches, times and noise from the same initial weights; only the weights of the per-step terms
+# differ. Compare the NFE table and the held-out loss by $t$. At which $t$ does each model fit
+# the noise better, and which of those steps shows in the samples? Then try $\gamma = 1$ and
+# $\gamma = 20$ (`min_snr_gamma`).
+#
 # ## References
 #
 # - J. Sohl-Dickstein, E. Weiss, N. Maheswaranathan and S. Ganguli, "Deep Unsupervised
@@ -1202,6 +1262,8 @@ else:
 #   Image Segmentation", MICCAI 2015.
 # - T. Karras, M. Aittala, T. Aila and S. Laine, "Elucidating the Design Space of
 #   Diffusion-Based Generative Models", NeurIPS 2022 (input and output scalings).
+# - T. Hang, S. Gu, C. Li, J. Bao, D. Chen, H. Hu, X. Geng and B. Guo, "Efficient Diffusion Training
+#   via Min-SNR Weighting Strategy", ICCV 2023 (min-SNR-γ weighting).
 # - T. Salimans and J. Ho, "Progressive Distillation for Fast Sampling of Diffusion Models",
 #   ICLR 2022 (v-prediction).
 # - Y. Wu and K. He, "Group Normalization", ECCV 2018; K. He et al., "Deep Residual
