@@ -16,7 +16,7 @@ from .profiles import profile, profile_name
 from .progress import progress
 from .report import report
 from .seeding import seed_everything
-from .training import EMA, History, batches, fit, warmup_cosine
+from .training import EMA, History, adam, batches, fit, warmup_constant, warmup_cosine
 from .validation import check_tensor
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 switches.check_all()  # a misspelt GENBOOK_* switch fails here, even when every model is cached
 
 __all__ = [
-    "EMA", "CheckpointError", "History", "autocast", "batches", "check_tensor", "cpu_threads", "device", "fit",
-    "image_grid", "load_or_train", "plot_losses", "profile", "profile_name", "progress", "report",
-    "seed_everything", "show_images", "warmup_cosine",
+    "EMA", "CheckpointError", "History", "adam", "autocast", "batches", "check_tensor", "cpu_threads", "device",
+    "fit", "image_grid", "load_or_train", "plot_losses", "profile", "profile_name", "progress", "report",
+    "seed_everything", "show_images", "warmup_constant", "warmup_cosine",
 ]

@@ -215,3 +215,52 @@ def warmup_cosine(peak: float, steps: int, warmup: int, floor: float = 0.05) -> 
         return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     return lr
+
+
+def warmup_constant(peak: float, warmup: int) -> Callable[[int], float]:
+    """Step -> learning rate: linear warm-up to ``peak`` over ``warmup`` steps, then constant at ``peak``
+    (the schedule of Ho et al. 2020; ``warmup=0`` is a constant rate).
+
+    lr(s) = peak (s + 1) / warmup for s < warmup, else peak.
+    """
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak < math.inf:
+        raise ValueError(f"warmup_constant: peak must be a finite number > 0 (the learning rate after the "
+                         f"warm-up), got {peak!r}.")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup_constant: warmup must be an int >= 0 (the number of warm-up steps), "
+                         f"got {warmup!r}.")
+
+    def lr(step: int) -> float:
+        if step < warmup:
+            return peak * ((step + 1) / warmup)
+        return peak
+
+    return lr
+
+
+FUSED_ADAM_DEVICES = ("cpu", "cuda")  # where torch.optim.Adam has a fused kernel (torch >= 2.4)
+
+
+def adam(parameters, lr: float, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` (Kingma & Ba 2015), fused where every parameter lives on a device with a fused kernel.
+
+    Fusing computes the same update in one kernel over all the parameters instead of a loop of kernels over
+    them (a few ms less per step for a small UNet on a CPU). ``parameters``: tensors or parameter groups, as
+    for torch.optim.Adam; ``kwargs`` go to it (an explicit ``fused=`` or ``foreach=`` wins).
+    """
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"adam: lr must be a finite number > 0, got {lr!r}.")
+    if isinstance(parameters, torch.Tensor):
+        raise TypeError("adam: parameters must be an iterable of tensors or of parameter groups (dicts), "
+                        "e.g. model.parameters(), got a single tensor; wrap it in a list.")
+    parameters = list(parameters)
+    groups = [g for g in parameters if isinstance(g, dict)]
+    tensors = [p for g in groups for p in g.get("params", [])] + [p for p in parameters if not isinstance(p, dict)]
+    if not tensors:
+        raise ValueError("adam: parameters is empty; pass model.parameters() of a model that has some, "
+                         "or parameter groups with tensors in their 'params'.")
+    if "fused" not in kwargs and "foreach" not in kwargs:
+        fusable = all(isinstance(p, torch.Tensor) and p.device.type in FUSED_ADAM_DEVICES
+                      and p.is_floating_point() for p in tensors)
+        kwargs["fused"] = True if fusable else None
+    return torch.optim.Adam(parameters, lr=lr, **kwargs)
