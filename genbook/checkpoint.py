@@ -6,7 +6,10 @@ also records a hash of the code that built and trained the model
 (:func:`source_key`: the source of the model's classes and of the training
 function, with the functions and classes of the same notebook or module that it
 uses); when that code changed, the model is retrained (one line says so) and the
-file overwritten. Files are written atomically (temporary file, then rename),
+file overwritten. A model trained from another one (fine-tuned from it, or trained
+on its outputs) names it with ``parent=``: the file records the parent's
+fingerprint (its config, code and own parents), and a changed parent retrains the
+child in the same way. Files are written atomically (temporary file, then rename),
 with the permissions the umask allows and the same bytes for the same weights,
 and read with ``torch.load(weights_only=True)``, which cannot run code hidden in
 a file. A corrupt or mismatched file raises an error that names the file;
@@ -45,6 +48,10 @@ class CheckpointError(RuntimeError):
 
 class StaleCheckpointError(CheckpointError):
     """A checkpoint was trained by other code than the code now asking for it."""
+
+
+class StaleParentError(StaleCheckpointError):
+    """A checkpoint was trained from other parent models (see ``load_or_train(parent=...)``) than those now given."""
 
 
 # --------------------------------------------------------------- what code trained the model
@@ -164,8 +171,9 @@ def checkpoint_path(chapter: str, name: str, config: dict, profile: str | None =
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | None = None,
-                    source: str | None = None) -> None:
-    """Write ``model``'s weights, its config, ``extra`` (plain data) and the ``source`` key atomically to ``path``.
+                    source: str | None = None, parents: list[str] | None = None) -> None:
+    """Write ``model``'s weights, its config, ``extra`` (plain data), the ``source`` key and the fingerprints of
+    the ``parents`` it was trained from (recorded only when there are some) atomically to ``path``.
 
     The file gets the permissions the umask allows (a shared ``GENBOOK_CHECKPOINTS`` works)
     and the same bytes for the same contents (no temporary name is recorded inside).
@@ -183,6 +191,8 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict, extra: dict | No
         "extra": extra,
         "source": source,
     }
+    if parents:
+        payload["parents"] = list(parents)
     buffer = io.BytesIO()  # in memory: torch.save names a file's records after the file, a temporary name here
     torch.save(payload, buffer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
@@ -204,12 +214,15 @@ def _unreadable_reason(err: Exception) -> str:
     return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
 
 
-def load_checkpoint(path: Path, model: nn.Module, config: dict, source: str | None = None) -> dict:
+def load_checkpoint(path: Path, model: nn.Module, config: dict, source: str | None = None,
+                    parents: list[str] | None = None) -> dict:
     """Load weights saved for ``config`` into ``model``; return the stored ``extra`` dict.
 
     Raises CheckpointError when the file is corrupt, was saved for another
     config, or does not fit the model's architecture; StaleCheckpointError when
-    ``source`` is given and the file was trained by other code (see :func:`source_key`).
+    ``source`` is given and the file was trained by other code (see :func:`source_key`);
+    StaleParentError when ``parents`` (fingerprints, ``[]`` for none) is given and the file
+    was trained from other parent models.
     """
     path = Path(path)
     fix = f"Delete {path} to retrain, or pass the config it was trained with."
@@ -230,6 +243,8 @@ def load_checkpoint(path: Path, model: nn.Module, config: dict, source: str | No
         raise CheckpointError(f"{path} was trained with another config (differs in {diff}). {fix}")
     if source is not None and payload.get("source") != source:
         raise StaleCheckpointError(f"{path} was trained by other code than the code now given.")
+    if parents is not None and payload.get("parents", []) != list(parents):
+        raise StaleParentError(f"{path} was trained from other parent models than those now given.")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -276,6 +291,38 @@ def retrain_requested(chapter: str) -> bool:
     return selection == RETRAIN_ALL or chapter in selection
 
 
+def parent_fingerprints(parent) -> list[str]:
+    """The fingerprints of ``parent``: None, one ``info`` dict returned by :func:`load_or_train`, or a list of them."""
+    if parent is None:
+        return []
+    parents = [parent] if isinstance(parent, dict) else parent
+    if not isinstance(parents, (list, tuple)):
+        raise TypeError(f"parent must be the info dict that load_or_train returned for the parent model, or a list "
+                        f"of them, got {type(parent).__name__}.")
+    fingerprints = []
+    for k, info in enumerate(parents):
+        where = "parent" if isinstance(parent, dict) else f"parent[{k}]"
+        if not isinstance(info, dict):
+            raise TypeError(f"{where} must be the info dict that load_or_train returned for the parent model, "
+                            f"got {type(info).__name__}.")
+        fingerprint = info.get("fingerprint")
+        if not (isinstance(fingerprint, str) and fingerprint):
+            raise ValueError(f"{where} has no 'fingerprint': pass the info dict that load_or_train returned for the "
+                             f"parent model (model, info = genbook.load_or_train(...)), not its config; got keys "
+                             f"{sorted(info)[:8]}.")
+        fingerprints.append(fingerprint)
+    return fingerprints
+
+
+def fingerprint(chapter: str, name: str, config: dict, source: str, parents: list[str],
+                profile: str | None = None) -> str:
+    """A stable hash that names a trained model: chapter, name, profile, config key, source key and the
+    fingerprints of its parents (so it changes when any model upstream of it changes)."""
+    text = json.dumps({"chapter": chapter, "name": name, "profile": profile or profile_name(),
+                       "config": config_key(config), "source": source, "parents": list(parents)})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load_or_train(
     model: nn.Module,
     train: Callable[[nn.Module], dict | None],
@@ -284,13 +331,14 @@ def load_or_train(
     name: str,
     config: dict,
     retrain: bool = False,
+    parent: dict | list[dict] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Return ``(model, info)``: loaded from the cache if present, else trained by ``train(model)``.
 
     ``train`` may return a dict of plain data (e.g. ``{"losses": [...]}``) that is
     saved with the weights and handed back on later loads. ``info`` holds that
-    dict plus ``cached`` (bool), ``path`` and ``training``: the cost of training measured
-    when it ran (``fit`` steps, seconds, ms_per_step, parameters, device; see
+    dict plus ``cached`` (bool), ``path``, ``fingerprint`` (see ``parent``) and ``training``: the cost of
+    training measured when it ran (``fit`` steps, seconds, ms_per_step, parameters, device; see
     :func:`genbook.training.metered`), kept in the checkpoint so a loaded model still reports it.
     The model comes back in eval mode whether it was loaded or trained (dropout off, BatchNorm on its
     running statistics), so a cached run computes what a training run does; call ``.train()`` to train it further.
@@ -301,16 +349,31 @@ def load_or_train(
     (:func:`source_key`: the model's classes, ``train`` and the functions and classes
     of the same notebook it uses); after an edit the model is retrained and one line
     says so.
+
+    ``parent``: for a model trained from other models (fine-tuned from one, or trained on its outputs or codes),
+    the ``info`` dict that load_or_train returned for that parent, or a list of them. ``info["fingerprint"]``
+    names a model by its chapter, name, profile, config, code and its own parents; the child's file records its
+    parents' fingerprints, and when a parent's config or code changed (or one of its parents did) the child is
+    retrained and one line says so, e.g.::
+
+        base, base_info = genbook.load_or_train(new_unet(), train_base, chapter=..., name="base", config=cfg)
+        tuned, _ = genbook.load_or_train(new_unet(), fine_tune, chapter=..., name="tuned", config=tune_cfg,
+                                         parent=base_info)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    parents = parent_fingerprints(parent)
     path = checkpoint_path(chapter, name, config)
     source = source_key(model, train)
+    named = {"path": str(path), "fingerprint": fingerprint(chapter, name, config, source, parents)}
     retrain = retrain or retrain_requested(chapter)
     if path.exists() and not retrain:
         try:
-            extra = load_checkpoint(path, model, config, source=source)
-            return model.eval(), {**extra, "cached": True, "path": str(path)}
+            extra = load_checkpoint(path, model, config, source=source, parents=parents)
+            return model.eval(), {**extra, "cached": True, **named}
+        except StaleParentError:
+            print(f"{chapter}/{name}: a model it was trained from (parent=) changed since {path.name} "
+                  "was saved: retraining.", flush=True)
         except StaleCheckpointError:
             print(f"{chapter}/{name}: the code of the model or of its training changed since {path.name} "
                   "was saved: retraining.", flush=True)
@@ -319,5 +382,5 @@ def load_or_train(
     if not isinstance(extra, dict):
         raise TypeError(f"train(model) must return a dict or None, got {type(extra).__name__}.")
     extra = {**extra, "training": extra.get("training", meter.summary(model))}
-    save_checkpoint(path, model, config, extra, source=source)
-    return model.eval(), {**json.loads(json.dumps(extra)), "cached": False, "path": str(path)}
+    save_checkpoint(path, model, config, extra, source=source, parents=parents)
+    return model.eval(), {**json.loads(json.dumps(extra)), "cached": False, **named}

@@ -1,4 +1,4 @@
-"""Load-or-train: round trip, atomic writes, corrupt files and other configs give clear errors."""
+"""Load-or-train: round trip, atomic writes, corrupt files and other configs give clear errors; parent models."""
 
 import pytest
 import torch
@@ -168,3 +168,111 @@ def test_fit_outside_a_metered_block_counts_nowhere(scratch):
             run(4)
     run(5)
     assert (outer.steps, inner.steps) == (6, 4)
+
+
+def _fill(value):
+    def train(model):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(value)
+    return train
+
+
+def train_parent_v1(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+
+
+def train_parent_v2(model):  # other training code (a changed training function)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(2.0)
+
+
+def _child(calls, parent):
+    def train(model):
+        calls.append(1)
+    return load_or_train(nn.Linear(2, 2), train, chapter="99_test", name="child", config={"steps": 3},
+                         parent=parent)
+
+
+def test_unchanged_parent_lets_the_child_load(scratch, capsys):
+    calls = []
+    parent, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
+                                        config={"w": 1})
+    _, child_info = _child(calls, parent_info)
+    _, parent_again = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
+                                    config={"w": 1})
+    _, child_again = _child(calls, parent_again)
+    assert parent_again["cached"] and child_again["cached"] and calls == [1]
+    assert "retraining" not in capsys.readouterr().out
+    assert parent_again["fingerprint"] == parent_info["fingerprint"] != child_info["fingerprint"]
+    assert child_again["fingerprint"] == child_info["fingerprint"]  # a name that is the same trained or loaded
+    _, listed = _child(calls, [parent_again])  # a list of one parent is that parent
+    assert listed["cached"] and calls == [1]
+
+
+def test_changed_parent_config_retrains_the_child(scratch, capsys):
+    calls = []
+    _, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
+                                   config={"w": 1})
+    _child(calls, parent_info)
+    _, other = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent", config={"w": 2})
+    assert other["fingerprint"] != parent_info["fingerprint"]
+    _, child_info = _child(calls, other)
+    assert calls == [1, 1] and child_info["cached"] is False
+    assert "99_test/child: a model it was trained from (parent=) changed" in capsys.readouterr().out
+    _, child_again = _child(calls, other)  # and then loads again
+    assert calls == [1, 1] and child_again["cached"]
+
+
+def test_changed_parent_code_retrains_the_child(scratch, capsys):
+    calls = []
+    _, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
+                                   config={"w": 1})
+    _child(calls, parent_info)
+    _, edited = load_or_train(nn.Linear(2, 2), train_parent_v2, chapter="99_test", name="parent", config={"w": 1})
+    assert edited["cached"] is False and edited["fingerprint"] != parent_info["fingerprint"]
+    _child(calls, edited)
+    assert calls == [1, 1]
+    out = capsys.readouterr().out
+    assert "99_test/parent: the code of the model or of its training changed" in out
+    assert "99_test/child: a model it was trained from (parent=) changed" in out
+
+
+def test_a_changed_grandparent_reaches_the_grandchild(scratch):
+    calls = []
+
+    def chain(grand_config):
+        _, grand = load_or_train(nn.Linear(2, 2), _fill(0.1), chapter="99_test", name="grand", config=grand_config)
+        _, parent = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
+                                  config={"w": 1}, parent=grand)
+        return parent, _child(calls, parent)[1]  # the grandparent reaches it through the parent
+
+    parent, child = chain({"g": 1})
+    parent_again, child_again = chain({"g": 1})
+    assert parent_again["cached"] and child_again["cached"] and calls == [1]
+    parent_new, child_new = chain({"g": 2})
+    assert not parent_new["cached"] and not child_new["cached"] and calls == [1, 1]
+    assert parent_new["fingerprint"] != parent["fingerprint"]
+
+
+@pytest.mark.parametrize("parent, error, message", [
+    ("base", TypeError, "parent must be the info dict that load_or_train returned"),
+    (({"fingerprint": "ab"}, {"fingerprint": "cd"}), None, None),  # a tuple of infos is fine
+    ({"fingerprint": "ab"}.items(), TypeError, "parent must be the info dict"),
+    ([{"fingerprint": "ab"}, 3], TypeError, r"parent\[1\] must be the info dict"),
+    ({"steps": 3}, ValueError, "parent has no 'fingerprint': pass the info dict"),  # a config, not an info
+    ([{"fingerprint": ""}], ValueError, r"parent\[0\] has no 'fingerprint'"),
+    ({"fingerprint": 12}, ValueError, "parent has no 'fingerprint'"),
+])
+def test_bad_parent_argument(scratch, parent, error, message):
+    run = lambda: load_or_train(nn.Linear(2, 2), lambda m: None, chapter="99_test", name="m", config={},  # noqa: E731
+                                parent=parent)
+    if error is None:
+        assert run()[1]["cached"] is False
+    else:
+        with pytest.raises(error, match=message):
+            run()
+    assert not list(scratch.rglob("*.pt")) or error is None  # an error comes before any training
