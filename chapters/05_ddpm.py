@@ -524,8 +524,9 @@ assert out.shape == (2, 1, 28, 28)
 # bf16 autocast on a GPU, optimiser, the learning-rate schedule, gradient clipping,
 # progress). The learning rate warms up linearly over the first `warmup` steps (Ho et
 # al. warm up over 5000), then stays constant, as in Ho et al.; `fit` sets it from the
-# `lr_schedule` function at every step. We keep an exponential moving average (EMA)
-# of the weights, $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ after every step, which Ho et
+# `lr_schedule` function (here `genbook.warmup_constant`) at every step. We keep an
+# exponential moving average (EMA) of the weights,
+# $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ after every step, which Ho et
 # al. also sample from (with $d = 0.9999$): it averages out the noise of roughly the last
 # $1/(1 - d)$ steps. A short run improves fast until its end, and a long average would lag
 # behind it, so the fast profile averages over fewer steps (printed below).
@@ -557,13 +558,11 @@ assert torch.all(weights[capped:] == 1) and torch.all(weights[:capped].diff() >=
 
 def train(model: NoisePredictor) -> dict:
     model.to(device)
-    # fused=True: Adam's update as one kernel over all parameters (cheaper per step than the per-tensor loop)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=device.type in ("cpu", "cuda"))
+    # genbook.adam fuses Adam's update into one kernel over all parameters where it can (cheaper per step
+    # than the per-tensor loop, the same update)
+    optimizer = genbook.adam(model.parameters(), cfg["lr"])
     ema = genbook.EMA(model, decay=cfg["ema"])
     weight_of_t = weights.to(device)
-
-    def warmup(i):  # step index i = 0, 1, ... -> learning rate: linear warm-up, then constant
-        return cfg["lr"] * min(1.0, (i + 1) / cfg["warmup"])
 
     def step(x0):
         t = torch.randint(0, T, (len(x0),), device=device)  # t ~ Uniform({1, ..., T})
@@ -574,7 +573,8 @@ def train(model: NoisePredictor) -> dict:
 
     data = genbook.batches(x_train, batch_size=cfg["batch_size"], generator=generator, device=device)
     history = genbook.fit(step, data, cfg["steps"], model=model, optimizer=optimizer, ema=ema,
-                          grad_clip=1.0, lr_schedule=warmup, log_every=50, desc="DDPM")
+                          grad_clip=1.0, lr_schedule=genbook.warmup_constant(cfg["lr"], cfg["warmup"]), log_every=50,
+                          desc="DDPM")
     model.load_state_dict(ema.model.state_dict())  # keep the EMA weights
     return {"history": history}
 
