@@ -305,12 +305,12 @@ def parent_fingerprints(parent) -> list[str]:
         if not isinstance(info, dict):
             raise TypeError(f"{where} must be the info dict that load_or_train returned for the parent model, "
                             f"got {type(info).__name__}.")
-        fingerprint = info.get("fingerprint")
-        if not (isinstance(fingerprint, str) and fingerprint):
+        value = info.get("fingerprint")
+        if not (isinstance(value, str) and value):
             raise ValueError(f"{where} has no 'fingerprint': pass the info dict that load_or_train returned for the "
                              f"parent model (model, info = genbook.load_or_train(...)), not its config; got keys "
                              f"{sorted(info)[:8]}.")
-        fingerprints.append(fingerprint)
+        fingerprints.append(value)
     return fingerprints
 
 
@@ -354,7 +354,8 @@ def load_or_train(
     the ``info`` dict that load_or_train returned for that parent, or a list of them. ``info["fingerprint"]``
     names a model by its chapter, name, profile, config, code and its own parents; the child's file records its
     parents' fingerprints, and when a parent's config or code changed (or one of its parents did) the child is
-    retrained and one line says so, e.g.::
+    retrained and one line says so. The child's file is named by its own config only and holds one version: going
+    back to an earlier parent retrains the child again (give a child of another parent its own name). E.g.::
 
         base, base_info = genbook.load_or_train(new_unet(), train_base, chapter=..., name="base", config=cfg)
         tuned, _ = genbook.load_or_train(new_unet(), fine_tune, chapter=..., name="tuned", config=tune_cfg,
