@@ -56,12 +56,6 @@ generator = genbook.seed_everything(0)
 chapter_start = time.perf_counter()
 print("device:", device, "| profile:", genbook.profile_name())
 
-
-def adam(model, lr):
-    """Adam (Kingma & Ba 2015) with PyTorch's fused kernel where it has one (CPU, CUDA): the same update in
-    one pass over all the parameters instead of a loop over them, a few ms less per UNet step on a CPU."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
-
 # %%
 cfg = genbook.profile(
     fast=dict(
@@ -334,7 +328,9 @@ def train_toy(dist, path, name, toy=cfg["toy"], seed=0, coupling="independent"):
     model = VelocityMLP(toy["width"], toy["depth"]).to(device)
 
     def train(model):
-        optimizer = adam(model, toy["lr"])
+        # Adam (Kingma & Ba 2015); genbook.adam uses PyTorch's fused kernel where it has one (CPU, CUDA): the same
+        # update in one pass over all the parameters instead of a loop over them, a few ms less per UNet step
+        optimizer = genbook.adam(model.parameters(), toy["lr"])
         ema = genbook.EMA(model, toy["ema"])
         t_max = getattr(path, "t_max", 1.0)
         draws = torch.Generator().manual_seed(seed + 1)  # noise and t
@@ -631,7 +627,7 @@ def new_unet():
 
 def train_image_model(model):
     opt = cfg["image"]
-    optimizer = adam(model, opt["lr"])
+    optimizer = genbook.adam(model.parameters(), opt["lr"])
     ema = genbook.EMA(model, opt["ema"])
     draws = torch.Generator().manual_seed(51)  # noise and t
     t_max = getattr(image_path, "t_max", 1.0)  # the VP path is trained on t <= t_max (exercise 7.4)
@@ -649,11 +645,9 @@ def train_image_model(model):
 
     data = genbook.batches(x_train, batch_size=opt["batch_size"], generator=torch.Generator().manual_seed(52),
                            device=device)
-    def warmup_then_constant(i):  # a linear warm-up to the peak rate, then constant (the EMA does the averaging)
-        return opt["lr"] * min(1.0, (i + 1) / opt["warmup"])
-
+    schedule = genbook.warmup_constant(opt["lr"], opt["warmup"])  # linear warm-up, then constant (the EMA averages)
     history = genbook.fit(step, data, opt["steps"], model=model, optimizer=optimizer, ema=ema, grad_clip=1.0,
-                          lr_schedule=warmup_then_constant, log_every=25, desc="flow matching UNet")
+                          lr_schedule=schedule, log_every=25, desc="flow matching UNet")
     model.load_state_dict(ema.model.state_dict())
     return {"history": history}
 
@@ -823,7 +817,8 @@ assert abs(measured - closed_form) < 2e-3 * closed_form and constant < 1e-12
 # First in 2D, on the two moons, where we can watch the trajectories.
 
 # %%
-def train_reflow_toy(base, dist_name):
+def train_reflow_toy(base, base_info, dist_name):
+    """Reflow of the flow `base` (its load_or_train info: `base_info`); return the reflowed model and its info."""
     rf = cfg["toy_reflow"]
     model = VelocityMLP(cfg["toy"]["width"], cfg["toy"]["depth"]).to(device)
     rect = OTPath(0.0)
@@ -834,7 +829,7 @@ def train_reflow_toy(base, dist_name):
         z0 = torch.randn(rf["pairs"], 2, generator=draws).to(device)
         with torch.no_grad():
             z1 = odeint(base, z0, steps=rf["pair_steps"], method="rk4")  # the coupling (x0, φ1(x0))
-        optimizer = adam(model, rf["lr"])
+        optimizer = genbook.adam(model.parameters(), rf["lr"])
         ema = genbook.EMA(model, cfg["toy"]["ema"])
 
         def step(x0, x1):
@@ -848,9 +843,10 @@ def train_reflow_toy(base, dist_name):
         model.load_state_dict(ema.model.state_dict())
         return {"history": history}
 
-    model, _ = genbook.load_or_train(model, train, chapter="07_flow_matching", name=f"toy_{dist_name}_reflow",
-                                     config={"base": cfg["toy"], **rf})  # the base model's settings too
-    return model.eval().requires_grad_(False)
+    own = {k: cfg["toy"][k] for k in ("width", "depth", "batch_size", "ema")}  # the settings it shares with base
+    model, info = genbook.load_or_train(model, train, chapter="07_flow_matching", name=f"toy_{dist_name}_reflow",
+                                        config={**rf, **own}, parent=base_info)  # a changed base retrains it
+    return model.eval().requires_grad_(False), info
 
 
 def moons_row(model):
@@ -866,7 +862,7 @@ def moons_row(model):
 
 
 with genbook.cpu_threads(1 if device.type == "cpu" else None):
-    moons_reflow = train_reflow_toy(toy_models["two_moons"], "two_moons")
+    moons_reflow, moons_reflow_info = train_reflow_toy(toy_models["two_moons"], toy_infos["two_moons"], "two_moons")
 moons_fresh = toys["two_moons"].sample(len(z), evaluation)
 moons = {"independent CFM": moons_row(toy_models["two_moons"]), "its reflow": moons_row(moons_reflow)}
 for name, row in moons.items():
@@ -1043,7 +1039,7 @@ def fine_tune(x0_pairs, x1_pairs, desc):
         rf = cfg["reflow"]
         model.load_state_dict(unet.state_dict())  # start from the trained flow
         model.requires_grad_(True)
-        optimizer = adam(model, rf["lr"])
+        optimizer = genbook.adam(model.parameters(), rf["lr"])
         ema = genbook.EMA(model, rf["ema"])
 
         def step(x0, x1):  # a fixed coupling: x0 noise, x1 its partner
@@ -1062,14 +1058,14 @@ def fine_tune(x0_pairs, x1_pairs, desc):
     return train
 
 
-# the key holds the base model's settings whole (merged, the fine-tune's steps and lr would hide them)
-fine_tune_key = {"base": {**cfg["image"], **cfg["unet"], "path": repr(image_path)}, **cfg["reflow"]}
+# both start from `unet` (and the reflow's pairs are its samples): parent=unet_info retrains them when it changes
+fine_tune_key = {**cfg["reflow"], "unet": cfg["unet"], "n_pairs": n_eval}
 reflow_unet, reflow_info = genbook.load_or_train(new_unet(), fine_tune(noise, pair_images, "reflow UNet"),
-                                       chapter="07_flow_matching", name="fashion_reflow",
-                                       config={**fine_tune_key, "pairs": cfg["pair_solver"]})
+                                                 chapter="07_flow_matching", name="fashion_reflow",
+                                                 config={**fine_tune_key, "pairs": cfg["pair_solver"]}, parent=unet_info)
 control_unet, _ = genbook.load_or_train(new_unet(), fine_tune(noise_control, x_real_pairs, "control UNet"),
                                         chapter="07_flow_matching", name="fashion_reflow_control",
-                                        config={**fine_tune_key, "pairs": "independent"})
+                                        config={**fine_tune_key, "pairs": "independent"}, parent=unet_info)
 reflow_unet.eval().requires_grad_(False)
 control_unet.eval().requires_grad_(False)
 fine_tuned = {"original": unet, "reflow": reflow_unet, "control": control_unet}
@@ -1279,8 +1275,9 @@ check_hutchinson_divergence(hutchinson_divergence)
 # trajectories explain it?
 #
 # **Exercise 7.5 (no check): a second reflow.** Run reflow again on the reflowed 2D moons
-# model (give `train_reflow_toy` a new checkpoint name, such as `"two_moons_2"`, or it loads
-# the first reflow). Does 1-step Euler improve further? Measure the straightness
+# model: `train_reflow_toy(moons_reflow, moons_reflow_info, "two_moons_2")`, with the info the
+# first call returned as the parent and a new name (so that the first reflow's checkpoint is
+# kept). Does 1-step Euler improve further? Measure the straightness
 # $\mathbb E\int_0^1\|\,Z_1 - Z_0 - v(Z_t,t)\|^2dt$ of each flow (Liu et al. 2023, eq. 6) the
 # way the chapter's `straightness` does: along the flow's *own* ODE trajectory $Z_t$, not along
 # the linear interpolant $x_t$ (that would be the reflow training loss).
