@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from .ngram import sorted_lookup
+
 
 def _check_stream(stream: torch.Tensor, vocab_size: int, min_length: int) -> torch.Tensor:
     if not isinstance(stream, torch.Tensor) or stream.dim() != 1 or stream.dtype != torch.long:
@@ -62,8 +64,7 @@ class NeighbourCountModel:
             raise ValueError(f"left and right must be 1D of one shape, got {tuple(left.shape)} "
                              f"and {tuple(right.shape)}.")
         key = left.cpu().long() * self.vocab_size + right.cpu().long()
-        index = torch.searchsorted(self.pairs, key).clamp_max(len(self.pairs) - 1)
-        seen = self.pairs[index] == key
+        index, seen = sorted_lookup(self.pairs, key)
         self.last_backoff_rate = 1.0 - seen.float().mean().item() if len(key) else float("nan")
         return torch.where(seen, self.best_middle[index], torch.full_like(key, self.most_frequent))
 
@@ -89,8 +90,8 @@ class BigramPMI:
     def pair_log_ratio(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """log p(b | a) - log p(b), elementwise over ids of one shape."""
         key = a.long() * self.vocab_size + b.long()
-        index = torch.searchsorted(self.keys, key).clamp_max(len(self.keys) - 1)
-        count_ab = torch.where(self.keys[index] == key, self.counts[index], torch.zeros((), dtype=torch.double))
+        index, seen = sorted_lookup(self.keys, key)
+        count_ab = torch.where(seen, self.counts[index], torch.zeros((), dtype=torch.double))
         p_b = self.log_unigram[b].exp()
         p_b_given_a = self.lam * count_ab / self.left_counts[a].clamp_min(1) + (1 - self.lam) * p_b
         return p_b_given_a.log() - p_b.log()

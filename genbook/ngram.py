@@ -37,8 +37,18 @@ class _Order:
         self.distinct = torch.bincount(inverse, minlength=len(self.histories)).double()  # N1+(h ·)
 
 
-def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of each query in sorted_keys (clamped) and whether it is there."""
+def sorted_lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Find queries in a sorted 1D key table (the count tables here and in :mod:`genbook.baselines_text`).
+
+    sorted_keys: (M,) ascending; queries: any shape. Returns (slot, found), both shaped like queries:
+    ``found`` says whether the query is among the keys, and then ``sorted_keys[slot] == query``; where it
+    is not, ``slot`` is still a valid index into a non-empty table (so ``values[slot]`` can be read and
+    masked with ``found``). An empty table finds nothing.
+    """
+    if sorted_keys.dim() != 1:
+        raise ValueError(f"sorted_keys must be 1D (M,), got shape {tuple(sorted_keys.shape)}.")
+    if len(sorted_keys) == 0:
+        return torch.zeros_like(queries, dtype=torch.long), torch.zeros_like(queries, dtype=torch.bool)
     slot = torch.searchsorted(sorted_keys, queries).clamp(max=len(sorted_keys) - 1)
     return slot, sorted_keys[slot] == queries
 
@@ -84,13 +94,13 @@ class KneserNey:
         vocab = self.vocab_size
         unigram = self.orders[0]  # its only history is the empty one (key 0)
         total, distinct = unigram.totals[0], unigram.distinct[0]
-        slot, seen = _lookup(unigram.keys, w)
+        slot, seen = sorted_lookup(unigram.keys, w)
         count = torch.where(seen, unigram.counts[slot], 0.0)
         p = (count - unigram.discount).clamp(min=0) / total + unigram.discount * distinct / total / vocab
         for n in range(2, self.order + 1):
             level = self.orders[n - 1]
-            h_slot, h_seen = _lookup(level.histories, history_keys[n - 1])
-            slot, seen = _lookup(level.keys, history_keys[n - 1] * vocab + w)
+            h_slot, h_seen = sorted_lookup(level.histories, history_keys[n - 1])
+            slot, seen = sorted_lookup(level.keys, history_keys[n - 1] * vocab + w)
             count = torch.where(seen, level.counts[slot], 0.0)
             total = level.totals[h_slot]
             higher = ((count - level.discount).clamp(min=0) + level.discount * level.distinct[h_slot] * p) / total

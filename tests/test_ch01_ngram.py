@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from genbook.ngram import KneserNey
+from genbook.ngram import KneserNey, sorted_lookup
 
 
 def naive_kneser_ney(text: list[int], vocab: int, order: int):
@@ -106,3 +106,22 @@ def test_unseen_history_share():
     assert model.unseen_history_share(torch.tensor([0, 1, 2, 3, 0])) == 0.0  # 01 12 23 30: all seen
     assert model.unseen_history_share(torch.tensor([0, 1, 4, 4])) == pytest.approx(2 / 3)  # 01 seen; 14 and 44 never
     assert KneserNey(torch.tensor([0, 1, 2, 3] * 5), 5, 1).unseen_history_share(torch.tensor([4, 4])) == 0.0
+
+
+def test_sorted_lookup_matches_a_dictionary():
+    g = torch.Generator().manual_seed(3)
+    keys = torch.unique(torch.randint(-50, 200, (60,), generator=g))  # sorted, distinct, negatives too
+    queries = torch.randint(-60, 210, (7, 9), generator=g)  # any shape; most absent, some above/below all keys
+    queries[0, :3] = torch.stack([keys[0], keys[-1], keys[len(keys) // 2]])  # both ends and the middle
+    where = {int(k): i for i, k in enumerate(keys)}
+    slot, found = sorted_lookup(keys, queries)
+    assert slot.shape == found.shape == queries.shape
+    for q, s, f in zip(queries.flatten().tolist(), slot.flatten().tolist(), found.flatten().tolist()):
+        assert f == (q in where)
+        assert 0 <= s < len(keys)  # always a valid index, so values[slot] can be read and masked
+        if f:
+            assert s == where[q]
+    slot, found = sorted_lookup(keys[:0], queries)  # an empty table finds nothing
+    assert not found.any() and slot.shape == queries.shape
+    with pytest.raises(ValueError, match="sorted_keys must be 1D"):
+        sorted_lookup(keys.view(-1, 1), queries)
