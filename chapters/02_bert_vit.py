@@ -819,13 +819,13 @@ def finetune_at(lr):
     return finetune
 
 
-finetune_config = {**finetune_cfg, **pretrain_config, "alibi": True, "task": "acceptability"}
+finetune_config = {**finetune_cfg, "task": "acceptability"}
 genbook.seed_everything(4)
 pretrained_clf = Classifier(copy.deepcopy(bert), 2).to(device)  # a copy: `bert` itself stays as pretrained
 head_init = {k: v.clone() for k, v in pretrained_clf.head.state_dict().items()}  # both heads start the same
-pretrained_clf, pretrained_info = genbook.load_or_train(
+pretrained_clf, pretrained_info = genbook.load_or_train(  # parent: a changed BERT (settings or code) retrains it
     pretrained_clf, finetune_at(finetune_cfg["lr"]), chapter="02_bert_vit", name="bert_finetuned",
-    config=finetune_config)
+    config=finetune_config, parent=bert_info)
 scratch = {}  # lr -> (model, info)
 for lr in finetune_cfg["scratch_lrs"]:
     genbook.seed_everything(1)  # the pretrained model's initial weights, before pretraining
@@ -833,7 +833,7 @@ for lr in finetune_cfg["scratch_lrs"]:
     model.head.load_state_dict(head_init)
     name = f"bert_from_scratch_lr{lr:g}".replace(".", "p")  # a file-name slug: lr0p0005
     scratch[lr] = genbook.load_or_train(model, finetune_at(lr), chapter="02_bert_vit", name=name,
-                                        config={**finetune_config, "lr": lr})
+                                        config={**bert_settings, "alibi": True, **finetune_config, "lr": lr})
 splits = {"train": (x_fit, y_fit), "validation": (x_val, y_val), "test": (x_test, y_test)}
 scores = {key: {split: accuracy(model, x, y) for split, (x, y) in splits.items()}  # each model on each split, once
           for key, model in [("pretrained", pretrained_clf), *((lr, model) for lr, (model, _) in scratch.items())]}
