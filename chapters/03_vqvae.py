@@ -671,7 +671,7 @@ print("what differs: " + "; ".join(f"{name}: EMA={q.ema}, init={q.init}, restart
                                    for name, q in quantizers.items()))
 print(f"what is equal: {cfg['vq_steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']}, K = {K}, D = {D}, "
       "encoder/decoder widths, data order")
-vqvaes, traces, vq_training = {}, {}, {}
+vqvaes, traces, vq_training, vq_infos = {}, {}, {}, {}
 for name, quantizer in quantizers.items():
     print(name)
     torch.manual_seed(7)  # the same initial encoder and decoder weights
@@ -680,6 +680,7 @@ for name, quantizer in quantizers.items():
     # eval mode matters here: in training mode the EMA quantizer moves its codebook (and restarts codes) on every
     # batch it encodes, and a model loaded from the cache comes back in training mode (fit leaves it in eval mode)
     vqvaes[name], traces[name], vq_training[name] = model.eval(), info["trace"], info.get("training")
+    vq_infos[name] = info  # the prior of section 4 names the cured one as its parent
 
 # %%
 usage_test = {name: codebook_usage(encode_codes(model, x_test), K) for name, model in vqvaes.items()}
@@ -773,7 +774,8 @@ def train_prior(model):
 torch.manual_seed(14)  # the same initial prior whether the VQ-VAEs were trained or loaded
 prior, prior_info = genbook.load_or_train(
     GPT(K + 1, length, d_model=cfg["prior_d"], n_heads=cfg["prior_heads"], n_layers=cfg["prior_layers"]).to(device),
-    train_prior, chapter="03_vqvae", name="prior", config=cfg)
+    train_prior, chapter="03_vqvae", name="prior", config=cfg,
+    parent=vq_infos["cured"])  # trained on that VQ-VAE's codes: a changed VQ-VAE (settings or code) retrains it
 prior.eval()
 with torch.no_grad():
     prior_nats = torch.cat([F.cross_entropy(prior(s[:, :-1].to(device)).transpose(1, 2), s[:, 1:].to(device),
