@@ -54,7 +54,6 @@ from genbook.metrics.shapes_evaluator import (
     attribute_accuracies,
     caption_agreement,
     cell_targets,
-    facts_agreed,
     parse_caption,
     shapes_evaluator,
 )
@@ -69,11 +68,11 @@ cfg = genbook.profile(
         tokenizer=dict(levels=[8, 6, 5], widths=[16, 32], steps=2600, batch_size=8, lr=1e-2, warmup=100,
                        shape_weight=10.0, edge_weight=10.0, n_train=10_000),
         bpe=dict(vocab_size=400),
-        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1200, batch_size=32, lr=2e-2, warmup=60,
+        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1400, batch_size=32, lr=2e-2, warmup=60,
                          text_weight=1 / 8),
         clip=dict(embed_dim=64, width=32, d_model=64, n_layers=2, steps=150, batch_size=128, lr=2e-3, warmup=15),
-        sampling=dict(n_captions=100, rerank_n=8, n_speed=32, n_validation=40,
-                      candidates=[[1.0, None], [1.0, 16], [0.8, 16]]),  # (temperature, top-k)
+        sampling=dict(n_captions=200, rerank_n=8, n_speed=32, n_validation=40,
+                      candidates=[[1.0, None], [1.0, 16], [0.8, 16], [1.2, 16]]),  # (temperature, top-k)
     ),
     full=dict(
         data=dict(n_train=200_000, n_test=5000, train_seed=91, test_seed=92),
@@ -84,7 +83,7 @@ cfg = genbook.profile(
                          text_weight=1 / 8),
         clip=dict(embed_dim=128, width=64, d_model=128, n_layers=4, steps=5000, batch_size=512, lr=1e-3, warmup=200),
         sampling=dict(n_captions=500, rerank_n=32, n_speed=128, n_validation=200,
-                      candidates=[[1.0, None], [1.0, 32], [1.0, 16], [0.8, 16]]),
+                      candidates=[[1.0, None], [1.0, 32], [1.0, 16], [0.8, 16], [1.2, 16]]),
     ),
 )
 device = genbook.device()
@@ -228,7 +227,7 @@ tokenizer, tokenizer_info = genbook.load_or_train(tokenizer, train_tokenizer, ch
 tokenizer.eval()
 test_codes = tokenizer.encode(test.images.to(device))  # (N, 8, 8)
 reconstructions = tokenizer.decode(test_codes).cpu()
-recon = caption_agreement(reconstructions, test.captions, evaluator=evaluator)
+recon = caption_agreement(reconstructions, test.captions, evaluator=evaluator, per_image=True)
 tokenizer_recon_adherence = recon["adherence"]
 usage = codebook_usage(test_codes, tokenizer.vocab_size)
 print(f"{count_parameters(tokenizer):,} parameters, {tokenizer.vocab_size} codes, a {tuple(test_codes.shape[1:])} "
@@ -363,6 +362,12 @@ plt.show()
 # helps it read them, but a caption is short and cheap to model, and without
 # the weights its per-token mean would count as much as the image's. The paper
 # puts "primarily interested in image modelling" into the 7/8.
+#
+# For training we do not compute the masked entries at all: the model's
+# `logits_by_modality` scores the text positions against the text vocabulary
+# only and the image positions against the image vocabulary only. The
+# log-softmax is the same as over the masked joint logits (an entry at $-\infty$
+# adds nothing to the normaliser); the output layer does less work.
 
 # %%
 P = cfg["transformer"]
@@ -372,16 +377,17 @@ train_codes = tokenizer.encode(train.images.to(device)).cpu()  # (N, 8, 8)
 def dalle_losses(model, text, codes):
     """text (B, L) BPE ids, codes (B, 8, 8) -> (text loss, image loss per token (B, 64)), in nats."""
     tokens = torch.cat([text, codes.flatten(1) + V_TEXT], dim=1)  # (B, N) joint ids: [text; image]
-    logits = model(tokens[:, :-1])  # (B, N - 1, V), -inf outside each position's vocabulary
-    nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # (B, N - 1)
-    text_nll, image_nll = nll[:, :TEXT_LEN - 1], nll[:, TEXT_LEN - 1:]  # predicting t_2..t_L, z_1..z_64
-    real = (tokens[:, 1:TEXT_LEN] != PAD).float()  # padding is not part of the caption
+    text_logits, image_logits = model.logits_by_modality(tokens[:, :-1])  # (B, L - 1, V_t), (B, 64, V_i)
+    text_nll = F.cross_entropy(text_logits.transpose(1, 2), text[:, 1:], reduction="none")  # t_2..t_L
+    image_nll = F.cross_entropy(image_logits.transpose(1, 2), codes.flatten(1), reduction="none")  # z_1..z_64
+    real = (text[:, 1:] != PAD).float()  # padding is not part of the caption
     return (text_nll * real).sum() / real.sum(), image_nll
 
 
 def train_transformer(model):
     generator = genbook.seed_everything(2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=P["lr"], betas=(0.9, 0.95), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=P["lr"], betas=(0.9, 0.95), weight_decay=0.01,
+                                  fused=device.type in ("cpu", "cuda"))  # one kernel for all parameters: cheaper
 
     def step(text, codes):
         text_loss, image_nll = dalle_losses(model, text, codes)
@@ -506,9 +512,12 @@ plt.show()
 #
 # **Temperature and top-k.** Top-k cuts off the long tail of unlikely codes, each
 # of which, once drawn, becomes a stray speck or a wrong colour that the rest of
-# the image must live with; a temperature below 1 sharpens every distribution,
-# which also favours the most frequent code, black background. Which helps is
-# an empirical question, and the answer must not be read off the captions the
+# the image must live with. The temperature pulls the other way or the same
+# way: below 1 it sharpens every distribution, which also favours the most
+# frequent code, black background, so that shapes come out too small or not at
+# all; above 1 it flattens the distribution among the codes top-k kept, so the
+# rarer codes that draw the shapes get more of their due. Which helps is an
+# empirical question, and the answer must not be read off the captions the
 # results are reported on. We try a few settings on **validation captions**:
 # held-out images whose caption text is not among the test captions below, and
 # keep the setting with the best adherence there.
@@ -541,14 +550,32 @@ sample_codes = sample_image_tokens(dalle, test_text[:n_captions].repeat_interlea
 samples = tokenizer.decode(sample_codes).cpu()  # (C·N, 3, 32, 32), caption-major
 sampling_ms_per_image = 1e3 * (time.perf_counter() - start) / len(samples)
 sample_captions = [c for c in captions for _ in range(rerank_n)]
-adherence_random_of_n = caption_agreement(samples, sample_captions, evaluator=evaluator)["adherence"]
+random_scores = caption_agreement(samples, sample_captions, evaluator=evaluator, per_image=True)
+adherence_random_of_n = random_scores["adherence"]
 print(f"temperature {temperature}, top-k {top_k}: {len(samples)} samples in {sampling_ms_per_image:.1f} ms "
       f"per image; adherence {adherence_random_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f}, "
       f"shuffled captions {wrong_caption_adherence:.3f})")
 
+
+def adherence_by_shapes(scores, caption_list):
+    """{1: adherence over the one-shape captions, 2: over the two-shape captions}, from per-image counts."""
+    n_shapes = torch.tensor([len(parse_caption(c).objects) for c in caption_list])
+    return {n: (scores["agreed"][n_shapes == n].sum() / scores["stated"][n_shapes == n].sum()).item() for n in (1, 2)}
+
+
+sample_by_shapes = adherence_by_shapes(random_scores, sample_captions)
+recon_by_shapes = adherence_by_shapes(recon, test.captions)
+print(f"random-of-N by caption: one shape {sample_by_shapes[1]:.3f}, two shapes {sample_by_shapes[2]:.3f} "
+      f"(reconstructions: {recon_by_shapes[1]:.3f} and {recon_by_shapes[2]:.3f})")
+assert sample_by_shapes[2] < sample_by_shapes[1] and abs(recon_by_shapes[1] - recon_by_shapes[2]) < 0.05  # prose
+
 # %% [markdown]
 # The mean adherence over all samples is what a randomly picked one of the
-# `rerank_n` samples of a caption scores on average: **random-of-N**.
+# `rerank_n` samples of a caption scores on average: **random-of-N**. Split by
+# caption, it shows where the transformer falls short of its tokenizer: the
+# reconstructions of both kinds of caption score alike, but the samples of
+# two-shape captions, which must bind two colours to two shapes and place them
+# in the stated relation, score far lower than those of one-shape captions.
 #
 # ## 5. CLIP
 #
@@ -657,7 +684,9 @@ plt.show()
 # with other test captions (a bootstrap over the captions). The gain is asserted.
 # Random-of-N lands within a few hundredths of 0.60 at this model size, inside its
 # own interval: the same training run with other arithmetic (two threads instead
-# of one, a GPU) moves it to either side. So the run asserts what holds robustly,
+# of one, a GPU) moves it to either side, and so did other seeds and every change
+# we tried while writing at about this training cost (learning rate, width,
+# depth, batch size, more steps). So the run asserts what holds robustly,
 # random-of-N far above the shuffled-caption baseline, and prints whether the
 # 0.60 bar was met this time.
 
@@ -667,25 +696,18 @@ with torch.no_grad():
     scores = (sample_emb * text_emb[:n_captions, None, :]).sum(-1).cpu()  # cosine with its caption, (C, N)
 best = scores.argmax(1)  # (C,)
 best_images = samples.view(n_captions, rerank_n, 3, 32, 32)[torch.arange(n_captions), best]
-adherence_best_of_n = caption_agreement(best_images, captions, evaluator=evaluator)["adherence"]
+best_scores = caption_agreement(best_images, captions, evaluator=evaluator, per_image=True)
+adherence_best_of_n = best_scores["adherence"]
 print(f"adherence with {rerank_n} samples per caption: random-of-N {adherence_random_of_n:.3f}, "
       f"best-of-N by CLIP {adherence_best_of_n:.3f} (reconstructions {tokenizer_recon_adherence:.3f})")
 
 
-def facts_per_caption(images, caption_list, per_caption):
-    """(facts the evaluator agrees with, facts stated), each (C,) float64, summed over each caption's images."""
-    reading = evaluator.read(images)
-    facts = [facts_agreed(parse_caption(c), reading.objects(i)) for i, c in enumerate(caption_list)]
-    agreed = torch.tensor([sum(f) for f in facts], dtype=torch.float64).view(-1, per_caption).sum(1)
-    stated = torch.tensor([len(f) for f in facts], dtype=torch.float64).view(-1, per_caption).sum(1)
-    return agreed, stated
-
-
 # How much would the two numbers move with other captions? Resample the test captions with
-# replacement (a paired bootstrap: random- and best-of-N of the same captions move together).
-random_agreed, random_stated = facts_per_caption(samples, sample_captions, rerank_n)
-best_agreed, best_stated = facts_per_caption(best_images, captions, 1)
-assert abs(random_agreed.sum() / random_stated.sum() - adherence_random_of_n) < 1e-12  # the same facts
+# replacement (a paired bootstrap: random- and best-of-N of the same captions move together), from the
+# facts per image that caption_agreement counted above (per_image=True), summed over each caption's images.
+random_agreed, random_stated = (random_scores[k].double().view(n_captions, rerank_n).sum(1)
+                                for k in ("agreed", "stated"))  # (C,) each
+best_agreed, best_stated = best_scores["agreed"].double(), best_scores["stated"].double()  # (C,) each
 resample = torch.randint(n_captions, (2000, n_captions), generator=torch.Generator().manual_seed(3))
 boot_random = random_agreed[resample].sum(1) / random_stated[resample].sum(1)
 boot_gain = best_agreed[resample].sum(1) / best_stated[resample].sum(1) - boot_random
@@ -772,6 +794,7 @@ record = genbook.report(
     },
     n_captions=n_captions,
     book_bar_random_of_n_met=bool(random_of_n_bar_met),
+    random_of_n_by_caption_shapes={"one": sample_by_shapes[1], "two": sample_by_shapes[2]},
     sampling={"temperature": temperature, "top_k": top_k, "chosen_on_validation_captions": len(validation)},
     n_heldout=len(test),
     retrained=not (tokenizer_info["cached"] and dalle_info["cached"] and clip_info["cached"]),

@@ -75,3 +75,23 @@ def test_bad_inputs_raise_clear_errors(evaluator):
         shapes_reference(0)
     with pytest.raises(ValueError, match=r"images must lie in \[-1.0, 1.0\]"):
         shapes_features(real.images[:4] * 3, evaluator=evaluator)
+
+
+def test_caption_agreement_per_image_counts_sum_to_its_totals(evaluator):
+    from genbook.metrics import caption_agreement
+
+    batch = real_shapes(N)
+    images, captions = batch.images[:200], batch.captions[:200]
+    mixed = captions[:100] + captions[101:200] + captions[100:101]  # half true, half another image's caption
+    plain = caption_agreement(images, mixed, evaluator=evaluator)
+    assert set(plain) == {"adherence", "exact"}  # the default result is unchanged
+    out = caption_agreement(images, mixed, evaluator=evaluator, per_image=True)
+    assert out["adherence"] == plain["adherence"] and out["exact"] == plain["exact"]
+    agreed, stated = out["agreed"], out["stated"]
+    assert agreed.shape == stated.shape == (200,) and agreed.dtype == stated.dtype == torch.int64
+    assert bool((agreed >= 0).all() and (agreed <= stated).all() and (stated >= 1).all())
+    assert agreed.sum().item() / stated.sum().item() == pytest.approx(out["adherence"], abs=1e-12)
+    assert (agreed == stated).double().mean().item() == pytest.approx(out["exact"], abs=1e-12)
+    assert agreed[100:].sum() < agreed[:100].sum()  # the wrong captions agree less
+    with pytest.raises(TypeError, match="per_image"):
+        caption_agreement(images, mixed, evaluator=evaluator, per_image="yes")

@@ -320,10 +320,17 @@ def facts_agreed(claim: Claim, objects: list[tuple[int, int, int, int]]) -> list
 
 
 def caption_agreement(
-    images: torch.Tensor, captions_or_labels, *, evaluator: ShapesEvaluator | None = None
-) -> dict[str, float]:
+    images: torch.Tensor, captions_or_labels, *, evaluator: ShapesEvaluator | None = None, per_image: bool = False
+) -> dict:
     """Adherence details: ``adherence`` (fraction of stated facts the evaluator agrees with) and
-    ``exact`` (fraction of images whose every stated fact holds)."""
+    ``exact`` (fraction of images whose every stated fact holds).
+
+    With ``per_image=True`` also ``agreed`` and ``stated``, (N,) int64 tensors: per image, the facts
+    the evaluator agrees with and the facts its caption states (``adherence`` = agreed.sum() /
+    stated.sum()), from the same reading, e.g. for a bootstrap over images without reading them again.
+    """
+    if not isinstance(per_image, bool):
+        raise TypeError(f"per_image must be True or False, got {per_image!r}.")
     check_shapes_images(images, "images")
     if isinstance(captions_or_labels, dict):
         claims = claims_from_labels(captions_or_labels)
@@ -336,10 +343,14 @@ def caption_agreement(
     reading = (evaluator if evaluator is not None else shapes_evaluator()).read(images)
     facts = [facts_agreed(claim, reading.objects(i)) for i, claim in enumerate(claims)]
     agreed = sum(sum(f) for f in facts)
-    return {
+    out = {
         "adherence": agreed / sum(len(f) for f in facts),
         "exact": sum(all(f) for f in facts) / len(facts),
     }
+    if per_image:
+        out["agreed"] = torch.tensor([sum(f) for f in facts], dtype=torch.int64)
+        out["stated"] = torch.tensor([len(f) for f in facts], dtype=torch.int64)
+    return out
 
 
 def caption_adherence(images: torch.Tensor, captions_or_labels, *, evaluator: ShapesEvaluator | None = None) -> float:

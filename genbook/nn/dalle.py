@@ -114,12 +114,32 @@ class TextImageTransformer(nn.Module):
         if cache is not None and (len(cache) != len(self.blocks) or cache.batch_size != tokens.shape[0]):
             raise ValueError(f"cache is for {len(cache)} layers and batch {cache.batch_size}; the model has "
                              f"{len(self.blocks)} layers and tokens a batch of {tokens.shape[0]}: use new_cache(B).")
+        logits = self.head(self.hidden(tokens, start, cache))  # (B, T, V)
+        allowed = self.logits_mask[start:start + tokens.shape[1]]  # (T, V)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def hidden(self, tokens: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        """tokens (B, T) at positions start.. -> the final normalized hidden states (B, T, C)."""
         h = self.drop(self.embed(tokens, start))  # (B, T, C)
         for i, block in enumerate(self.blocks):
             h = block(h, cache=None if cache is None else cache[i])
-        logits = self.head(self.norm(h))  # (B, T, V)
-        allowed = self.logits_mask[start:start + tokens.shape[1]]  # (T, V)
-        return logits.masked_fill(~allowed, float("-inf"))
+        return self.norm(h)
+
+    def logits_by_modality(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole sequences less their last token, (B, N − 1) joint ids -> (text logits (B, text_len − 1, V_t),
+        image logits (B, n_image_tokens, V_i)).
+
+        The entries of ``forward``'s logits that the mask allows, split by modality and computed
+        without the masked ones (each position scores only its own vocabulary, not the joint one).
+        Their log-softmax equals ``forward``'s; the class ids are each
+        vocabulary's own (image ids start at 0). Meant for training.
+        """
+        check_tensor(tokens, "tokens", shape=("B", self.seq_len - 1), dtype=torch.long)
+        h = self.hidden(tokens)  # (B, N − 1, C)
+        split = self.text_len - 1  # positions 0..text_len − 2 predict text tokens 1..text_len − 1
+        text_logits = h[:, :split] @ self.head.weight[:self.text_vocab].T  # (B, text_len − 1, V_t)
+        image_logits = h[:, split:] @ self.head.weight[self.text_vocab:].T  # (B, n_image_tokens, V_i)
+        return text_logits, image_logits
 
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty :class:`KVCache` for ``batch_size`` sequences (N − 1 positions)."""
