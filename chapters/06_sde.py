@@ -78,8 +78,8 @@ cfg = genbook.profile(
         exact_samplers=dict(em_steps=400, pc_steps=150, ode_steps=50, snr=0.16),
         nll=dict(points=2000, steps=50, eps=1e-5), hutchinson=dict(points=2000, probes=64),
         unet=dict(channels=[16, 32], blocks=1, patch_size=2, attention=True),
-        image=dict(steps=1600, batch_size=32, lr=2e-3, warmup=100, ema=0.995, log_snr_std=2.0),
-        samplers=[("ode", 16), ("em", 10), ("pc", 5)], image_snr=0.05,
+        image=dict(steps=1300, batch_size=32, lr=4e-3, warmup=50, ema=0.99, log_snr_std=2.0),
+        samplers=[("ode", 12), ("em", 10), ("pc", 5)], image_snr=0.05,
         sample_batch=250, bpd=dict(images=24, steps=16, eps=1e-4), ppca_train=10_000,
     ),
     full=dict(
@@ -324,7 +324,7 @@ pool = data.sample(200_000, generator)
 
 
 def train_score_net(model):
-    optimizer = torch.optim.Adam(model.parameters(), lr=net_cfg["lr"])
+    optimizer = genbook.adam(model.parameters(), net_cfg["lr"])  # fused where torch has the kernel (CPU, CUDA)
     ema = genbook.EMA(model, net_cfg["ema"])
 
     def step(x0):
@@ -333,8 +333,10 @@ def train_score_net(model):
         x_t = vp.perturb(x0, t, eps)  # α_t x_0 + σ_t ε
         return (model(x_t, t) - eps).square().sum(1).mean()  # λ(t) ‖s_θ + ε/σ_t‖² with λ = σ_t²
 
-    history = genbook.fit(step, genbook.batches(pool, batch_size=net_cfg["batch_size"], generator=generator,
-                                                device=device),
+    # the batches' own generator: a trained and a loaded model leave `generator` (and all that follows) the same
+    data_iter = genbook.batches(pool, batch_size=net_cfg["batch_size"], generator=torch.Generator().manual_seed(5),
+                                device=device)
+    history = genbook.fit(step, data_iter,
                           net_cfg["steps"], model=model, optimizer=optimizer, ema=ema, log_every=100,
                           desc="score MLP", lr_schedule=genbook.warmup_cosine(net_cfg["lr"], net_cfg["steps"], 100))
     model.load_state_dict(ema.model.state_dict())
@@ -769,6 +771,11 @@ plt.show()
 #   of section 2. Since $x_0 - \varepsilon = (x_t - (\alpha_t + \sigma_t)\varepsilon)/\alpha_t$, that is the squared
 #   error of the velocity $x_0 - \varepsilon$ which $\varepsilon_\theta$ implies: chapter 07's loss, which
 #   weighs the noisy levels, where the coarse shape is decided, more than plain $\|\varepsilon_\theta - \varepsilon\|^2$ does.
+#
+# The optimiser is Adam (Kingma and Ba 2015) with gradient clipping, a short linear warm-up of the rate and
+# then a cosine decay; the samplers use an exponential moving average of the weights (Polyak averaging), with a
+# decay matched to the length of the run: $1 - \text{decay}$ is about one over the number of steps it averages.
+# The settings are printed below the training.
 
 # %%
 from genbook.data.fashion_mnist import fashion_mnist
@@ -802,7 +809,7 @@ class ScoreUNet(nn.Module):
 
 def train_image_model(model):
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=img["lr"])
+    optimizer = genbook.adam(model.parameters(), img["lr"])  # fused where torch has the kernel: the same update, cheaper
     ema = genbook.EMA(model, img["ema"])
 
     def step(x0):
@@ -829,9 +836,12 @@ start = time.perf_counter()
 score_unet, unet_info = genbook.load_or_train(ScoreUNet(vp), train_image_model, chapter="06_sde", name="score_unet",
                                               config={**img, **cfg["unet"], "sde": repr(vp)})
 train_seconds = time.perf_counter() - start
+n_unet_parameters = count_parameters(score_unet.net)  # counts trainable ones: before requires_grad_(False)
 score_unet = score_unet.to(device).eval().requires_grad_(False)
-print(f"UNet: {count_parameters(score_unet.net):,} parameters,",
+print(f"UNet: {n_unet_parameters:,} parameters,",
       "loaded from cache" if unet_info["cached"] else f"trained in {train_seconds:.0f} s")
+print(f"{img['steps']} steps of batch {img['batch_size']}: Adam, rate {img['lr']:g} after a {img['warmup']}-step warm-up, "
+      f"cosine decay; EMA decay {img['ema']} (an average over about {1 / (1 - img['ema']):.0f} steps)")
 genbook.plot_losses(unet_info["history"], title="denoising score matching (Fashion-MNIST), EMA weights kept")
 plt.show()
 
@@ -1141,3 +1151,6 @@ print("score_from_eps: correct")
 # - M. E. Tipping and C. M. Bishop, "Probabilistic Principal Component Analysis", JRSS B 61(3), 1999.
 # - P. Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis", ICML 2024.
 # - B. Efron, "Tweedie's Formula and Selection Bias", JASA 106(496), 2011.
+# - D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+# - B. T. Polyak and A. B. Juditsky, "Acceleration of Stochastic Approximation by Averaging", SIAM Journal on
+#   Control and Optimization 30(4), 1992.
