@@ -38,7 +38,8 @@ class _Order:
 
 
 def sorted_lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Find queries in a sorted 1D key table (the count tables here and in :mod:`genbook.baselines_text`).
+    """Find queries in a sorted 1D key table (the count tables here, in :mod:`genbook.baselines_text` and in
+    :mod:`genbook.metrics.text`).
 
     sorted_keys: (M,) ascending; queries: any shape. Returns (slot, found), both shaped like queries:
     ``found`` says whether the query is among the keys, and then ``sorted_keys[slot] == query``; where it

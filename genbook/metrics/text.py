@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from genbook.ngram import sorted_lookup
 from genbook.validation import check_tensor
 
 
@@ -82,8 +83,7 @@ def bigram_baseline(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: 
     pairs, pair_counts = torch.unique(train[:-1] * vocab_size + train[1:], return_counts=True)  # sorted keys
     context_counts = torch.bincount(train[:-1], minlength=vocab_size).double()
     queries = val[:-1] * vocab_size + val[1:]
-    slot = torch.searchsorted(pairs, queries).clamp(max=pairs.numel() - 1)
-    seen = pairs[slot] == queries
+    slot, seen = sorted_lookup(pairs, queries)
     counts = torch.where(seen, pair_counts[slot], 0).double()
     log_p = torch.log(counts + k) - torch.log(context_counts[val[:-1]] + k * vocab_size)
     return -log_p.mean().item()
