@@ -405,7 +405,8 @@ genbook.seed_everything(3)
 dalle = TextImageTransformer(V_TEXT, V_IMAGE, TEXT_LEN, tuple(test_codes.shape[1:]), P["d_model"], P["n_heads"],
                              P["n_layers"]).to(device)
 dalle, dalle_info = genbook.load_or_train(dalle, train_transformer, chapter="09_dalle", name="transformer",
-                                          config={**P, "tokenizer": T, "data": D, "bpe": cfg["bpe"]})
+                                          config={**P, "data": D, "bpe": cfg["bpe"]},
+                                          parent=tokenizer_info)  # trained on its codes: a changed tokenizer retrains it
 dalle.eval()
 print(f"{count_parameters(dalle):,} parameters, {P['steps']} steps of {P['batch_size']} sequences, "
       f"{1e3 * dalle_info['seconds_per_step']:.0f} ms per step when trained")
