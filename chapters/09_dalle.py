@@ -386,8 +386,9 @@ def dalle_losses(model, text, codes):
 
 def train_transformer(model):
     generator = genbook.seed_everything(2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=P["lr"], betas=(0.9, 0.95), weight_decay=0.01,
-                                  fused=device.type in ("cpu", "cuda"))  # one kernel for all parameters: cheaper
+    # AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, fused where torch has the kernel (cheaper)
+    optimizer = genbook.adam(model.parameters(), P["lr"], betas=(0.9, 0.95), weight_decay=0.01,
+                             decoupled_weight_decay=True)
 
     def step(text, codes):
         text_loss, image_nll = dalle_losses(model, text, codes)
@@ -526,8 +527,9 @@ plt.show()
 # %%
 n_captions, rerank_n = S["n_captions"], S["rerank_n"]
 captions = test.captions[:n_captions]  # the test captions: every result below is measured on them
-validation = [i for i in range(n_captions, len(test)) if test.captions[i] not in set(captions)][:S["n_validation"]]
-assert len(validation) == S["n_validation"] and not set(test.captions[i] for i in validation) & set(captions)
+test_caption_set = set(captions)
+validation = [i for i in range(n_captions, len(test)) if test.captions[i] not in test_caption_set][:S["n_validation"]]
+assert len(validation) == S["n_validation"] and not set(test.captions[i] for i in validation) & test_caption_set
 validation_text = test_text[validation].repeat_interleave(rerank_n, 0).to(device)
 validation_captions = [test.captions[i] for i in validation for _ in range(rerank_n)]
 validation_adherence = {}

@@ -246,7 +246,8 @@ def adam(parameters, lr: float, **kwargs) -> torch.optim.Adam:
 
     Fusing computes the same update in one kernel over all the parameters instead of a loop of kernels over
     them (a few ms less per step for a small UNet on a CPU). ``parameters``: tensors or parameter groups, as
-    for torch.optim.Adam; ``kwargs`` go to it (an explicit ``fused=`` or ``foreach=`` wins).
+    for torch.optim.Adam; ``kwargs`` go to it (an explicit ``fused=`` or ``foreach=`` wins). AdamW (Loshchilov &
+    Hutter 2019) is ``adam(..., weight_decay=w, decoupled_weight_decay=True)``, as torch.optim.AdamW is.
     """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
         raise ValueError(f"adam: lr must be a finite number > 0, got {lr!r}.")

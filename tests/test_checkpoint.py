@@ -190,6 +190,12 @@ def train_parent_v2(model):  # other training code (a changed training function)
             p.fill_(2.0)
 
 
+def _parent(train=train_parent_v1, config=None, parent=None):
+    """The model "parent" of these tests (a Linear filled by ``train``), loaded or trained: (model, info)."""
+    return load_or_train(nn.Linear(2, 2), train, chapter="99_test", name="parent", config=config or {"w": 1},
+                         parent=parent)
+
+
 def _child(calls, parent):
     def train(model):
         calls.append(1)
@@ -199,11 +205,9 @@ def _child(calls, parent):
 
 def test_unchanged_parent_lets_the_child_load(scratch, capsys):
     calls = []
-    parent, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
-                                        config={"w": 1})
+    _, parent_info = _parent()
     _, child_info = _child(calls, parent_info)
-    _, parent_again = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
-                                    config={"w": 1})
+    _, parent_again = _parent()
     _, child_again = _child(calls, parent_again)
     assert parent_again["cached"] and child_again["cached"] and calls == [1]
     assert "retraining" not in capsys.readouterr().out
@@ -215,10 +219,9 @@ def test_unchanged_parent_lets_the_child_load(scratch, capsys):
 
 def test_changed_parent_config_retrains_the_child(scratch, capsys):
     calls = []
-    _, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
-                                   config={"w": 1})
+    _, parent_info = _parent()
     _child(calls, parent_info)
-    _, other = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent", config={"w": 2})
+    _, other = _parent(config={"w": 2})
     assert other["fingerprint"] != parent_info["fingerprint"]
     _, child_info = _child(calls, other)
     assert calls == [1, 1] and child_info["cached"] is False
@@ -229,10 +232,9 @@ def test_changed_parent_config_retrains_the_child(scratch, capsys):
 
 def test_changed_parent_code_retrains_the_child(scratch, capsys):
     calls = []
-    _, parent_info = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
-                                   config={"w": 1})
+    _, parent_info = _parent()
     _child(calls, parent_info)
-    _, edited = load_or_train(nn.Linear(2, 2), train_parent_v2, chapter="99_test", name="parent", config={"w": 1})
+    _, edited = _parent(train=train_parent_v2)
     assert edited["cached"] is False and edited["fingerprint"] != parent_info["fingerprint"]
     _child(calls, edited)
     assert calls == [1, 1]
@@ -246,8 +248,7 @@ def test_a_changed_grandparent_reaches_the_grandchild(scratch):
 
     def chain(grand_config):
         _, grand = load_or_train(nn.Linear(2, 2), _fill(0.1), chapter="99_test", name="grand", config=grand_config)
-        _, parent = load_or_train(nn.Linear(2, 2), train_parent_v1, chapter="99_test", name="parent",
-                                  config={"w": 1}, parent=grand)
+        _, parent = _parent(parent=grand)
         return parent, _child(calls, parent)[1]  # the grandparent reaches it through the parent
 
     parent, child = chain({"g": 1})

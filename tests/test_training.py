@@ -115,7 +115,11 @@ def test_warmup_cosine_follows_its_formula():
         genbook.warmup_cosine(1e-3, steps=10, warmup=-1)
 
 
-def test_fit_sets_the_scheduled_lr_before_each_step():
+@pytest.mark.parametrize("schedule, expected", [
+    (lambda s: 0.1 * (s + 1), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+    (genbook.warmup_constant(0.4, 4), [0.1, 0.2, 0.3, 0.4, 0.4, 0.4]),  # a linear warm-up, then constant
+])
+def test_fit_sets_the_scheduled_lr_before_each_step(schedule, expected):
     model = nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     seen = []
@@ -124,8 +128,8 @@ def test_fit_sets_the_scheduled_lr_before_each_step():
         seen.append(optimizer.param_groups[0]["lr"])
         return model(x).square().mean()
 
-    data = iter([(torch.randn(4, 2),)] * 5)
-    genbook.fit(step, data, 5, model=model, optimizer=optimizer, lr_schedule=lambda s: 0.1 * (s + 1), amp=False)
-    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    data = iter([(torch.randn(4, 2),)] * 6)
+    genbook.fit(step, data, 6, model=model, optimizer=optimizer, lr_schedule=schedule, amp=False)
+    assert seen == pytest.approx(expected)
     with pytest.raises(ValueError, match="lr_schedule needs the optimizer"):
         genbook.fit(lambda x: {"loss": 0.0}, iter([(torch.zeros(1),)]), 1, lr_schedule=lambda s: 0.1)
