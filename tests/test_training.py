@@ -80,6 +80,25 @@ def test_ema_average():
         genbook.EMA(model, decay=1.0)
 
 
+def test_ema_matches_the_geometric_average_of_many_tensors():
+    """After k updates toward fixed weights w: θ_ema = w + decay^k (θ_0 − w), for every tensor and buffer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Linear(4, 2))
+    ema = genbook.EMA(model, decay=0.8)
+    start = [p.detach().clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+        model[1].running_mean.fill_(3.0)
+    for _ in range(5):
+        ema.update(model)
+    for p0, p_ema, w in zip(start, ema.model.parameters(), model.parameters()):
+        torch.testing.assert_close(p_ema, w + 0.8**5 * (p0 - w))
+    assert torch.equal(ema.model[1].running_mean, torch.full((3,), 3.0))  # buffers are copied, not averaged
+    with pytest.raises(ValueError, match="parameter tensors"):
+        ema.update(nn.Linear(4, 2))
+
+
 def test_image_grid_layout_and_errors():
     images = torch.linspace(-1, 1, 5).view(5, 1, 1, 1).expand(5, 1, 4, 4).contiguous()
     grid = genbook.image_grid(images, nrow=3, padding=1)
