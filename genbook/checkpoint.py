@@ -58,12 +58,19 @@ class StaleParentError(StaleCheckpointError):
 
 
 def _source_text(obj) -> str:
-    """The source of a function or class; a stable stand-in where there is none (builtins, C code)."""
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        pass
-    if inspect.isclass(obj):  # a class defined in a notebook cell: its methods still have source
+    """The source of a function or class; a stable stand-in where there is none (builtins, C code).
+
+    A class of ``__main__`` (a chapter run as a notebook in a kernel, or as a script) is keyed
+    by the source of its methods: a kernel cannot give a class's source, only its functions',
+    so keying a script's class by its full text would give the two ways of running a chapter
+    different keys, and the script would retrain every model the notebook had trained.
+    """
+    if not (inspect.isclass(obj) and obj.__module__ == "__main__"):
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            pass
+    if inspect.isclass(obj):  # a notebook cell's class: its methods still have source
         methods = [_source_text(v) for _, v in sorted(vars(obj).items()) if inspect.isfunction(v)]
         return f"class {obj.__qualname__}\n" + "\n".join(methods)
     code = getattr(obj, "__code__", None)

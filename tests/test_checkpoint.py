@@ -277,3 +277,49 @@ def test_bad_parent_argument(scratch, parent, error, message):
         with pytest.raises(error, match=message):
             run()
     assert not list(scratch.rglob("*.pt")) or error is None  # an error comes before any training
+
+
+NOTEBOOK = '''# %%
+import torch
+from torch import nn
+from genbook.checkpoint import source_key
+
+# %%
+class Net(nn.Module):
+    scale = 2.0
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return helper(self.lin(x))
+
+
+def helper(x):
+    return x * Net.scale
+
+
+def train(model):
+    return model(torch.ones(1, 2)).sum()
+
+# %%
+print("KEY", source_key(Net(), train))
+'''
+
+
+def test_a_chapter_gets_the_same_keys_as_a_notebook_and_as_a_script(tmp_path):
+    """Run as a script, a chapter must find the models its notebook run trained (and the other way round)."""
+    import subprocess
+    import sys
+
+    import jupytext
+    import nbclient
+
+    path = tmp_path / "chapter.py"
+    path.write_text(NOTEBOOK)
+    script = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, check=True)
+    notebook = jupytext.read(path)
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    kernel = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    assert script.stdout.startswith("KEY ") and script.stdout == kernel
