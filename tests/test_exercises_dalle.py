@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from genbook.clip import contrastive_loss
 from genbook.exercises import ExerciseFailed
 from genbook.exercises.dalle import check_modality_mask, check_symmetric_contrastive_loss
+from genbook.exercises.dalle_guidance import check_guided_logits, guided_logits_reference
 from genbook.nn.dalle import modality_logits_mask
 
 
@@ -78,3 +79,57 @@ def test_typical_wrong_masks_are_explained():
         check_modality_mask(lambda *a: ~modality_logits_mask(*a))
     with pytest.raises(ExerciseFailed, match="bool tensor"):
         check_modality_mask(lambda *a: modality_logits_mask(*a).float())
+
+
+def _guided(cond, uncond, g):  # a correct answer written differently: guide the finite entries only
+    out = torch.full_like(cond, float("-inf"))
+    ok = torch.isfinite(cond)
+    out[ok] = (1 - g) * uncond[ok] + g * cond[ok]
+    return out
+
+
+def _masked(fn):
+    """Turn an expression of (cond, uncond, g) into an answer that keeps -inf at the masked entries."""
+    def answer(cond, uncond, g):
+        ok = torch.isfinite(cond)
+        return fn(cond.masked_fill(~ok, 0.0), uncond.masked_fill(~ok, 0.0), g).masked_fill(~ok, float("-inf"))
+    return answer
+
+
+def test_guided_logits_correct_answers_pass():
+    check_guided_logits(guided_logits_reference)
+    check_guided_logits(_guided)
+    check_guided_logits(lambda c, u, g: _guided(c, u, g).log_softmax(-1))  # a constant per row is fine
+    check_guided_logits(_masked(lambda c, u, g: u + g * (c - u)))
+
+
+def test_guided_logits_stub_says_not_solved():
+    def stub(*args):
+        raise NotImplementedError("write it")
+    with pytest.raises(ExerciseFailed, match="not solved yet"):
+        check_guided_logits(stub)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda c, u, g: u + g * (c - u), "NaN"),  # -inf - (-inf) at the masked entries
+    (_masked(lambda c, u, g: c + g * u), "adds the two"),
+    (_masked(lambda c, u, g: c + g * (u - c)), "swapped"),
+    (_masked(lambda c, u, g: (1 + g) * c - g * u), "g = 1 must give"),
+    (_masked(lambda c, u, g: c), "not applied"),
+    (_masked(lambda c, u, g: g * (c - u)), "unconditional logits are missing"),
+    (lambda c, u, g: _guided(c, u, g).softmax(-1), "must stay −inf"),  # probabilities: 0, not -inf, when masked
+    (lambda c, u, g: torch.nan_to_num(_guided(c, u, g), neginf=-1e9), "must stay −inf"),
+    (lambda c, u, g: _guided(c, u, g)[:, 4:], "shape"),
+    (lambda c, u, g: _guided(c, u, g) * 2, "differ"),
+])
+def test_guided_logits_typical_wrong_answers_are_explained(wrong, message):
+    with pytest.raises(ExerciseFailed, match=message):
+        check_guided_logits(wrong)
+
+
+def test_guided_logits_probabilities_are_named():
+    def probabilities(c, u, g):
+        p = _guided(c, u, g).softmax(-1)
+        return p.masked_fill(~torch.isfinite(c), float("-inf"))
+    with pytest.raises(ExerciseFailed, match="probabilities"):
+        check_guided_logits(probabilities)
