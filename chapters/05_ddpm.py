@@ -1013,18 +1013,18 @@ kid_baselines = {
     "blurred data (σ = 1 px)": subset_kid(gaussian_blur(train_images, 1.0).clamp(-1, 1)),
     "PCA-Gaussian": subset_kid(fit_pca_gaussian().sample(m_ref, torch.Generator().manual_seed(0))),
 }
-print(f"KID on the same {m_ref} starting noises (× 1000, lower is better):")
+print(f"KID on the same {m_ref} starting noises (lower is better):")
 for label, (kid, ci) in {**kid_rows, **kid_baselines}.items():
-    print(f"  {label:<28} {1000 * kid:8.1f} ± {1000 * ci:.1f}")
+    print(f"  {label:<28} {kid:8.2f} ± {ci:.2f}")
 long_kid = kid_rows[f"ancestral, {long_steps} steps"]
 for label, (kid, ci) in kid_rows.items():
     if label != f"ancestral, {long_steps} steps":
         diff, diff_ci = kid - long_kid[0], math.hypot(ci, long_kid[1])
-        print(f"{label} − ancestral with {long_steps} steps: {1000 * diff:+.1f} ± {1000 * diff_ci:.1f} "
+        print(f"{label} − ancestral with {long_steps} steps: {diff:+.2f} ± {diff_ci:.2f} "
               + ("(resolved)" if abs(diff) > diff_ci else f"(not resolved on {m_ref} images)"))
 pca_kid = kid_baselines["PCA-Gaussian"]
-print(f"the {long_steps}-step chain against the PCA-Gaussian: {1000 * (long_kid[0] - pca_kid[0]):+.1f} ± "
-      f"{1000 * math.hypot(long_kid[1], pca_kid[1]):.1f}")
+print(f"the {long_steps}-step chain against the PCA-Gaussian: {(long_kid[0] - pca_kid[0]):+.2f} ± "
+      f"{math.hypot(long_kid[1], pca_kid[1]):.2f}")
 assert long_kid[0] < pca_kid[0], (long_kid, pca_kid)  # the reference chain draws better images than the PCA model
 
 # %% [markdown]
@@ -1043,12 +1043,12 @@ full_n = {r["key"]: r for r in results}  # the rows on all n images
 for eta, (kid, ci) in eta_kid.items():
     r = full_n.get(eta_rows[eta])
     fd_note = f"; FD on all {n_eval}: {r['fd']:.2f} ± {r['fd_ci']:.2f}" if r else ""
-    print(f"η = {eta:.1f}, {eta_steps} steps: KID × 1000 on {m_ref} images {1000 * kid:6.1f} ± {1000 * ci:.1f}"
+    print(f"η = {eta:.1f}, {eta_steps} steps: KID on {m_ref} images {kid:6.2f} ± {ci:.2f}"
           + fd_note)
 spread = max(k for k, _ in eta_kid.values()) - min(k for k, _ in eta_kid.values())
 eta_best = min(eta_kid, key=lambda e: eta_kid[e][0])
-print(f"best at {eta_steps} steps on the subset: η = {eta_best}; spread {1000 * spread:.1f} against a typical ± of "
-      f"{1000 * statistics.mean(ci for _, ci in eta_kid.values()):.1f}")
+print(f"best at {eta_steps} steps on the subset: η = {eta_best}; spread {spread:.2f} against a typical ± of "
+      f"{statistics.mean(ci for _, ci in eta_kid.values()):.2f}")
 
 # %% [markdown]
 # The bars of this chapter, against the baselines of this run:

@@ -84,7 +84,7 @@ cfg = genbook.profile(
         unet=dict(channels=[64, 128, 128], patch_size=1, attention=True),
         image=dict(steps=20_000, batch_size=128, lr=5e-4, warmup=500, ema=0.999, sigma_min=1e-3,
                    t_density="logit_normal"),
-        table={"euler": [2, 4, 8, 16], "midpoint": [2, 4, 8], "heun": [2, 4, 8], "rk4": [1, 2, 4]},
+        table={"euler": [2, 4, 8, 16], "midpoint": [2, 4, 8], "heun": [2, 4, 8], "rk4": [1, 2, 4, 8]},
         reference_solver=["rk4", 16], n_reference=1000,
         pair_solver=["rk4", 8],
         reflow=dict(steps=4000, batch_size=128, lr=2e-4, ema=0.999),
