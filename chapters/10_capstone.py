@@ -85,7 +85,8 @@ print(f"profile {profile}: every set is measured on its first n = {n} images; se
 # ## What the chapters saved
 #
 # Each Fashion-MNIST chapter ends by calling `save_samples(chapter, name, images, cost=...)`
-# for its final samples; `saved_samples()` lists every file under `_build/samples/`. A
+# for its final samples; `saved_samples()` lists every file under `_build/samples/` and marks
+# as stale a set that its chapter's latest run did not save again (left from older code). A
 # *family* is a kind of model; one family may have saved several *sets* (one per sampler
 # and step count). The table below says which family each set belongs to; a set it does
 # not know (say, one you add in an exercise) becomes a family of its own.
@@ -127,6 +128,9 @@ sets, skipped = [], []
 for info in everything:
     where = f"{info['chapter']}/{info['name']}"
     if info["profile"] != profile:
+        continue
+    if info["stale"]:
+        skipped.append(f"{where}: saved by an older run of {info['chapter']}; its latest run did not save it again")
         continue
     if info["shape"] != [1, 28, 28]:
         skipped.append(f"{where}: not Fashion-MNIST images (shape {info['shape']}); its chapter measures it itself")

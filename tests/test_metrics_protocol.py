@@ -309,6 +309,28 @@ def test_profiles_are_kept_apart_and_listed(build, monkeypatch):
                       ("07_flow_matching", "euler-8", "full", 6)]
 
 
+def test_a_set_the_latest_run_did_not_save_is_stale(build):
+    import json
+    import time
+
+    save_samples("07_flow_matching", "rk4-16", grid_images(4), cost=COST)
+    assert [i["stale"] for i in saved_samples()] == [False]  # no run recorded yet
+    results = build / "results"
+    results.mkdir(parents=True, exist_ok=True)
+
+    def record_run(started_in: float, profile: str = "fast"):
+        finished = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + started_in + 60))
+        (results / "07_flow_matching.json").write_text(json.dumps(
+            {"chapter": "07_flow_matching", "profile": profile, "finished": finished, "wall_s": 60.0}))
+
+    record_run(started_in=-30)  # a run that started before the set was saved: it saved it
+    assert [i["stale"] for i in saved_samples()] == [False]
+    record_run(started_in=+30)  # a later run, which did not save it again
+    assert [i["stale"] for i in saved_samples()] == [True]
+    record_run(started_in=+30, profile="full")  # a run of another profile says nothing about fast sets
+    assert [i["stale"] for i in saved_samples()] == [False]
+
+
 def test_missing_samples_say_which_chapter_to_run(build):
     assert saved_samples() == []
     with pytest.raises(FileNotFoundError, match=r"chapter '05_ddpm'.*`make test`.*chapters/05_ddpm.py"):

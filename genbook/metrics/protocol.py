@@ -237,6 +237,29 @@ def load_samples(chapter: str, name: str) -> tuple[torch.Tensor, dict]:
     return _read(path)
 
 
+def _last_run_started(results_file: Path, profile: str) -> float | None:
+    """When the run of a chapter recorded in ``results_file`` started (epoch seconds), if it ran in ``profile``."""
+    try:
+        record = json.loads(results_file.read_text())
+        if record.get("profile") != profile:
+            return None
+        return time.mktime(time.strptime(record["finished"], "%Y-%m-%dT%H:%M:%S")) - float(record["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def saved_samples() -> list[dict]:
-    """Info dicts (as ``load_samples`` returns them) of every saved sample set, all profiles, sorted by path."""
-    return [_read(path)[1] for path in sorted((build_dir() / "samples").glob("*/*.pt"))]
+    """Info dicts (as ``load_samples`` returns them) of every saved sample set, all profiles, sorted by path.
+
+    Each has ``stale``: True when the set was saved before the start of its chapter's latest recorded run
+    (``genbook.report``'s results file) in the same profile, which did not save it again: a set that the
+    chapter's present code no longer draws (a renamed sampler, say), kept from an older run.
+    """
+    sets = []
+    for path in sorted((build_dir() / "samples").glob("*/*.pt")):
+        info = _read(path)[1]
+        started = _last_run_started(build_dir() / "results" / f"{info['chapter']}.json", info["profile"])
+        saved = time.mktime(time.strptime(info["saved"], "%Y-%m-%dT%H:%M:%S"))
+        info["stale"] = started is not None and saved < started - 1  # timestamps are whole seconds
+        sets.append(info)
+    return sets
