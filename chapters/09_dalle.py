@@ -60,7 +60,7 @@ from genbook.metrics.shapes_evaluator import (
     parse_caption,
     shapes_evaluator,
 )
-from genbook.nn import count_parameters, top_k_filter
+from genbook.nn import count_parameters
 from genbook.nn.autoencoder import ConvDecoder, ConvEncoder
 from genbook.nn.dalle import TextImageTransformer, modality_logits_mask
 from genbook.quantize import FSQ, codebook_usage
@@ -71,7 +71,7 @@ cfg = genbook.profile(
         tokenizer=dict(levels=[8, 6, 5], widths=[16, 32], steps=2600, batch_size=8, lr=1e-2, warmup=100,
                        shape_weight=10.0, edge_weight=10.0, n_train=10_000),
         bpe=dict(vocab_size=400),
-        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1400, batch_size=32, lr=2e-2, warmup=60,
+        transformer=dict(d_model=64, n_heads=4, n_layers=2, steps=1150, batch_size=32, lr=2e-2, warmup=60,
                          text_weight=1 / 8, p_uncond=0.1, seed=2),
         clip=dict(embed_dim=64, width=32, d_model=64, n_layers=2, steps=150, batch_size=128, lr=2e-3, warmup=15),
         sampling=dict(n_captions=200, rerank_n=16, n_speed=32, n_validation=40, validation_n=8,
@@ -192,9 +192,10 @@ class ImageTokenizer(nn.Module):
                           for i in range(0, len(images), batch_size)])
 
     @torch.no_grad()
-    def decode(self, codes):
-        """codes (B, 8, 8) -> images (B, 3, 32, 32) in [-1, 1]."""
-        return self.decoder(self.quantizer.decode_codes(codes)).clamp(-1, 1)
+    def decode(self, codes, batch_size=200):
+        """codes (B, 8, 8) -> images (B, 3, 32, 32) in [-1, 1]; in chunks (cheaper on a CPU than one big batch)."""
+        return torch.cat([self.decoder(self.quantizer.decode_codes(codes[i:i + batch_size])).clamp(-1, 1)
+                          for i in range(0, len(codes), batch_size)])
 
 
 def shape_pixels(x):
@@ -516,30 +517,41 @@ plt.show()
 # all. Only the image entries are guided: the text entries are $-\infty$ in both
 # rows, and $-\infty - (-\infty)$ is not a number (exercise 9.3 writes the
 # guided logits over the whole masked vocabulary).
+#
+# The sampler asks the model only for what it draws from: `next_image_logits`
+# scores the last position against the image vocabulary alone (the text entries
+# are $-\infty$ there anyway), and top-k draws among the $k$ best logits
+# instead of setting the others to $-\infty$ (the same distribution).
 
 # %%
 S = cfg["sampling"]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_image_tokens(model, text, temperature=1.0, top_k=None, guidance=1.0, generator=None, kv_cache=True):
     """text (B, L) -> image codes (B, rows, cols), drawn one token at a time.
 
     guidance g != 1 also runs the null caption, as rows B..2B-1 of the same batch, and samples from
     uncond + g (cond - uncond).
     """
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive int, got {top_k!r}.")
     b = len(text)
     rows = text if guidance == 1 else torch.cat([text, NULL_CAPTION.to(text.device).expand_as(text)])  # (B or 2B, L)
     cache = model.new_cache(len(rows)) if kv_cache else None
     tokens = new = rows  # `new`: what the cached model has not read yet
     for _ in range(model.n_image_tokens):
-        out = model(new, cache=cache) if kv_cache else model(tokens)  # (B or 2B, T, V)
-        logits = out[:, -1, V_TEXT:]  # (B or 2B, V_i): the image entries (the mask made the rest -inf)
+        # (B or 2B, V_i): the next token's image entries (the mask makes the text entries -inf, so they are skipped)
+        logits = model.next_image_logits(new, cache=cache) if kv_cache else model.next_image_logits(tokens)
         if guidance != 1:
             cond, uncond = logits[:b], logits[b:]
             logits = uncond + guidance * (cond - uncond)  # classifier-free guidance, (B, V_i)
-        logits = top_k_filter(logits / temperature, top_k)
-        z = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (B, 1) image ids
+        candidates = None
+        if top_k is not None and top_k < logits.shape[-1]:  # draw among the k best only: the others have p = 0
+            logits, candidates = logits.topk(top_k, dim=-1)  # (B, k) each
+        z = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)  # (B, 1)
+        if candidates is not None:
+            z = candidates.gather(1, z)  # (B, 1) image ids
         new = (z + V_TEXT).repeat(len(rows) // b, 1)  # joint ids; the same token for a caption's two rows
         tokens = torch.cat([tokens, new], dim=1)
     return (tokens[:b, TEXT_LEN:] - V_TEXT).view(b, *model.grid)

@@ -118,6 +118,25 @@ class TextImageTransformer(nn.Module):
         allowed = self.logits_mask[start:start + tokens.shape[1]]  # (T, V)
         return logits.masked_fill(~allowed, float("-inf"))
 
+    def next_image_logits(self, tokens: torch.Tensor, *, cache: KVCache | None = None) -> torch.Tensor:
+        """tokens (B, T) -> (B, V_i) logits of the image token after the last one, image ids from 0.
+
+        For sampling: ``forward``'s logits at the last position, image entries only (the rest are
+        masked there), without scoring the text vocabulary or the earlier positions. With ``cache``
+        the tokens continue the cached positions, as in ``forward``.
+        """
+        check_tensor(tokens, "tokens", shape=("B", "T"), dtype=torch.long)
+        start = 0 if cache is None else cache.length
+        end = start + tokens.shape[1]  # the position of the predicted token
+        if not self.text_len <= end <= self.seq_len - 1:
+            raise ValueError(f"tokens of positions {start}..{end - 1} predict the token at position {end}; an image "
+                             f"token needs {self.text_len} <= position <= {self.seq_len - 1}.")
+        if cache is not None and (len(cache) != len(self.blocks) or cache.batch_size != tokens.shape[0]):
+            raise ValueError(f"cache is for {len(cache)} layers and batch {cache.batch_size}; the model has "
+                             f"{len(self.blocks)} layers and tokens a batch of {tokens.shape[0]}: use new_cache(B).")
+        h = self.hidden(tokens, start, cache)[:, -1]  # (B, C)
+        return h @ self.head.weight[self.text_vocab:].T  # (B, V_i)
+
     def hidden(self, tokens: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
         """tokens (B, T) at positions start.. -> the final normalized hidden states (B, T, C)."""
         h = self.drop(self.embed(tokens, start))  # (B, T, C)
