@@ -134,27 +134,3 @@ def test_guided_logits_probabilities_are_named():
     with pytest.raises(ExerciseFailed, match="probabilities"):
         check_guided_logits(probabilities)
 
-
-def test_next_image_logits_are_forwards_last_image_entries():
-    """The sampler's shortcut (genbook.nn.dalle): forward's last-position image logits, with and without a cache.
-
-    (Here rather than in test_nn_dalle.py, which belongs to another part of the book's work.)"""
-    from genbook.nn.dalle import TextImageTransformer
-
-    torch.manual_seed(0)
-    text_vocab, image_vocab, text_len, grid = 11, 7, 5, (2, 3)
-    model = TextImageTransformer(text_vocab, image_vocab, text_len, grid, d_model=16, n_heads=2, n_layers=2).eval()
-    tokens = torch.cat([torch.randint(0, text_vocab, (3, text_len)),
-                        torch.randint(0, image_vocab, (3, 5)) + text_vocab], dim=1)  # (B, N - 1)
-    with torch.no_grad():
-        for end in range(text_len, tokens.shape[1] + 1):  # every image position the sampler asks about
-            expect = model(tokens[:, :end])[:, -1, text_vocab:]  # (B, V_i)
-            assert torch.allclose(model.next_image_logits(tokens[:, :end]), expect, atol=1e-5)
-        cache = model.new_cache(3)
-        cached = [model.next_image_logits(tokens[:, :text_len], cache=cache)]  # the caption, then one token a step
-        cached += [model.next_image_logits(tokens[:, end - 1:end], cache=cache) for end in range(text_len + 1, 11)]
-        assert torch.allclose(torch.stack(cached, 1), model(tokens)[:, text_len - 1:, text_vocab:], atol=1e-5)
-    with pytest.raises(ValueError, match="an image token needs"):
-        model.next_image_logits(tokens[:, :text_len - 1])  # predicts a text token
-    with pytest.raises(ValueError, match="use new_cache"):
-        model.next_image_logits(tokens[:, :text_len], cache=model.new_cache(2))

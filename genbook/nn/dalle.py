@@ -111,9 +111,7 @@ class TextImageTransformer(nn.Module):
         if start + tokens.shape[1] > self.seq_len - 1:
             raise ValueError(f"tokens of positions {start}..{start + tokens.shape[1] - 1} do not fit: the model "
                              f"reads at most N - 1 = {self.seq_len - 1} positions (the last token is only predicted).")
-        if cache is not None and (len(cache) != len(self.blocks) or cache.batch_size != tokens.shape[0]):
-            raise ValueError(f"cache is for {len(cache)} layers and batch {cache.batch_size}; the model has "
-                             f"{len(self.blocks)} layers and tokens a batch of {tokens.shape[0]}: use new_cache(B).")
+        self._check_cache(cache, len(tokens))
         logits = self.head(self.hidden(tokens, start, cache))  # (B, T, V)
         allowed = self.logits_mask[start:start + tokens.shape[1]]  # (T, V)
         return logits.masked_fill(~allowed, float("-inf"))
@@ -131,11 +129,14 @@ class TextImageTransformer(nn.Module):
         if not self.text_len <= end <= self.seq_len - 1:
             raise ValueError(f"tokens of positions {start}..{end - 1} predict the token at position {end}; an image "
                              f"token needs {self.text_len} <= position <= {self.seq_len - 1}.")
-        if cache is not None and (len(cache) != len(self.blocks) or cache.batch_size != tokens.shape[0]):
-            raise ValueError(f"cache is for {len(cache)} layers and batch {cache.batch_size}; the model has "
-                             f"{len(self.blocks)} layers and tokens a batch of {tokens.shape[0]}: use new_cache(B).")
+        self._check_cache(cache, len(tokens))
         h = self.hidden(tokens, start, cache)[:, -1]  # (B, C)
         return h @ self.head.weight[self.text_vocab:].T  # (B, V_i)
+
+    def _check_cache(self, cache: KVCache | None, batch_size: int) -> None:
+        if cache is not None and (len(cache) != len(self.blocks) or cache.batch_size != batch_size):
+            raise ValueError(f"cache is for {len(cache)} layers and batch {cache.batch_size}; the model has "
+                             f"{len(self.blocks)} layers and tokens a batch of {batch_size}: use new_cache(B).")
 
     def hidden(self, tokens: torch.Tensor, start: int = 0, cache: KVCache | None = None) -> torch.Tensor:
         """tokens (B, T) at positions start.. -> the final normalized hidden states (B, T, C)."""
