@@ -18,6 +18,7 @@ two-shape caption states count, both colours, both shapes and the relation (6).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import time
@@ -247,6 +248,7 @@ class Claim:
         return 5 if len(self.objects) == 1 else 6
 
 
+@functools.cache  # built once: a chapter parses thousands of captions
 def _caption_pattern() -> tuple[re.Pattern, re.Pattern]:
     from genbook.data.shapes import COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
 
@@ -258,6 +260,7 @@ def _caption_pattern() -> tuple[re.Pattern, re.Pattern]:
     return one, two
 
 
+@functools.lru_cache(maxsize=4096)  # a sample set repeats each caption N times; a Claim is immutable
 def parse_caption(caption: str) -> Claim:
     """The ``Claim`` of a caption written by ``genbook.data.shapes`` (ValueError for any other text)."""
     from genbook.data.shapes import COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
