@@ -541,8 +541,8 @@ def sample_image_tokens(model, text, temperature=1.0, top_k=None, guidance=1.0, 
     cache = model.new_cache(len(rows)) if kv_cache else None
     tokens = new = rows  # `new`: what the cached model has not read yet
     for _ in range(model.n_image_tokens):
-        # (B or 2B, V_i): the next token's image entries (the mask makes the text entries -inf, so they are skipped)
-        logits = model.next_image_logits(new, cache=cache) if kv_cache else model.next_image_logits(tokens)
+        # (B or 2B, V_i): the next token's logits over the image vocabulary; without a cache, re-read every token
+        logits = model.next_image_logits(new if kv_cache else tokens, cache=cache)
         if guidance != 1:
             cond, uncond = logits[:b], logits[b:]
             logits = uncond + guidance * (cond - uncond)  # classifier-free guidance, (B, V_i)

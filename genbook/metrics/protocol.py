@@ -43,6 +43,7 @@ from genbook.validation import check_tensor
 N_EVAL_FAST = 1000
 N_EVAL_FULL = 5000
 SAMPLES_FORMAT = 1  # version of the saved-samples file layout
+_STAMP = "%Y-%m-%dT%H:%M:%S"  # local time to the second, as genbook.report writes "finished"
 
 
 def n_eval() -> int:
@@ -203,7 +204,7 @@ def save_samples(
     pixels = ((images.detach().cpu().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     info = {"chapter": chapter, "name": name, "profile": profile_name(), "n": len(images),
             "shape": list(images.shape[1:]), "stored_as": "uint8", "cost": cost, "training": stages, "notes": notes,
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "saved": time.strftime(_STAMP)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"format": SAMPLES_FORMAT, "images": pixels, "labels": labels, "info": info}, tmp)
@@ -243,7 +244,7 @@ def _last_run_started(results_file: Path, profile: str) -> float | None:
         record = json.loads(results_file.read_text())
         if record.get("profile") != profile:
             return None
-        return time.mktime(time.strptime(record["finished"], "%Y-%m-%dT%H:%M:%S")) - float(record["wall_s"])
+        return time.mktime(time.strptime(record["finished"], _STAMP)) - float(record["wall_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -255,11 +256,14 @@ def saved_samples() -> list[dict]:
     (``genbook.report``'s results file) in the same profile, which did not save it again: a set that the
     chapter's present code no longer draws (a renamed sampler, say), kept from an older run.
     """
-    sets = []
+    sets, started_at = [], {}  # (chapter, profile) -> start of its latest run: each results file read once
     for path in sorted((build_dir() / "samples").glob("*/*.pt")):
         info = _read(path)[1]
-        started = _last_run_started(build_dir() / "results" / f"{info['chapter']}.json", info["profile"])
-        saved = time.mktime(time.strptime(info["saved"], "%Y-%m-%dT%H:%M:%S"))
+        run = (info["chapter"], info["profile"])
+        if run not in started_at:
+            started_at[run] = _last_run_started(build_dir() / "results" / f"{run[0]}.json", run[1])
+        started = started_at[run]
+        saved = time.mktime(time.strptime(info["saved"], _STAMP))
         info["stale"] = started is not None and saved < started - 1  # timestamps are whole seconds
         sets.append(info)
     return sets
